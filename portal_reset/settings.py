@@ -1,0 +1,326 @@
+"""Settings for portal-reset, read from the environment in this one place.
+
+The defaults run the whole thing on one machine with no servers (SQLite under
+``var/``, a filesystem Celery broker, emails written as ``.eml`` files). With
+``DEBUG`` off — the default — every value production needs must be set, or
+start-up stops with an error naming what is missing. See README
+"Configuration" and ../shared/SPEC.md for the contract behind each name.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# Values production cannot run without. With DEBUG off, each must be set in
+# the environment; the local run falls back to the defaults next to them.
+_missing: list[str] = []
+
+
+def _required(name: str, local_default: str) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if not DEBUG:
+        _missing.append(name)
+    return local_default
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = env.int(name, default=default)
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive whole number, got {value}.")
+    return value
+
+
+def _local_secret_key() -> str:
+    """A key generated once for the local run and kept under var/."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        _missing.append("SECRET_KEY")
+    SECRET_KEY = _local_secret_key()
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+if not ALLOWED_HOSTS:
+    if not DEBUG:
+        _missing.append("ALLOWED_HOSTS")
+    ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+
+# Every link in an email is built from SITE_URL, never from the Host header.
+SITE_URL = _required("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+DATABASES = {"default": env.db_url_config(_required("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the Celery worker write to the same file: WAL lets
+    # readers run beside a writer, IMMEDIATE takes the write lock at BEGIN so
+    # two writers queue on the busy timeout instead of failing with
+    # "database is locked" half-way through a transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    # A new PostgreSQL connection per request costs about 3x a POST.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache_url_config(_required("CACHE_URL", "locmemcache://"))}
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "crispy_forms",
+    "crispy_bootstrap5",
+    "requests_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal_reset.urls"
+WSGI_APPLICATION = "portal_reset.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "requests_app.context_processors.practice",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# The local run serves static files straight from the source folders.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# --- The practice -----------------------------------------------------------
+
+PRACTICE_NAME = env.str("PRACTICE_NAME", default="IFM")
+PRACTICE_CONTACT_EMAIL = env.str("PRACTICE_CONTACT_EMAIL", default="frontdesk@practice.example")
+PRACTICE_TIME_ZONE = env.str("PRACTICE_TIME_ZONE", default="America/New_York")
+try:
+    ZoneInfo(PRACTICE_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError) as exc:
+    raise ImproperlyConfigured(f"PRACTICE_TIME_ZONE {PRACTICE_TIME_ZONE!r} is not a known time zone.") from exc
+
+PORTAL_NAME = env.str("PORTAL_NAME", default="Patient Fusion")
+PORTAL_LOGIN_URL = env.str("PORTAL_LOGIN_URL", default="https://www.patientfusion.com/")
+PORTAL_HELP_URL = env.str("PORTAL_HELP_URL", default="https://help.patientfusion.com/s/")
+PORTAL_TROUBLE_URL = env.str(
+    "PORTAL_TROUBLE_URL",
+    default="https://help.patientfusion.com/s/article/I-m-having-trouble-logging-in",
+)
+
+ACCESS_LINK_HOURS = _positive_int("ACCESS_LINK_HOURS", 48)
+RESET_SLA_HOURS = _positive_int("RESET_SLA_HOURS", 24)
+WAITING_AUTO_CLOSE_DAYS = _positive_int("WAITING_AUTO_CLOSE_DAYS", 14)
+RETENTION_DAYS = _positive_int("RETENTION_DAYS", 365)
+
+# --- Email ------------------------------------------------------------------
+
+DEFAULT_FROM_EMAIL = _required("DEFAULT_FROM_EMAIL", "portal-reset@practice.example")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+STAFF_NOTIFY_EMAIL = _required("STAFF_NOTIFY_EMAIL", "staff@practice.example")
+
+EMAIL_HOST = env.str("EMAIL_HOST", default="")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+    EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
+else:
+    if not DEBUG:
+        _missing.append("EMAIL_HOST")
+    EMAIL_BACKEND = "requests_app.mail_backends.EmlFileBackend"
+    EMAIL_FILE_PATH = VAR_DIR / "mail"
+
+# An outbox row claimed for sending longer ago than this is taken to belong
+# to a worker that died, and may be claimed again.
+EMAIL_CLAIM_TIMEOUT_SECONDS = _positive_int("EMAIL_CLAIM_TIMEOUT_SECONDS", 300)
+EMAIL_MAX_ATTEMPTS = _positive_int("EMAIL_MAX_ATTEMPTS", 6)
+
+# --- Celery -----------------------------------------------------------------
+
+CELERY_BROKER_URL = _required("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Longer than any retry countdown or task time limit, so a task a
+        # worker holds is not handed to a second worker while still running.
+        "visibility_timeout": 3600,
+        "socket_connect_timeout": 1,
+        "socket_timeout": 5,
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+# At-least-once: a task is acknowledged after it ran, and handed to another
+# worker if the one running it dies. Every task is safe to run twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+# A broker that is down must not hold a patient's request for long: the
+# outbox row stays pending and the sweeper queues it again later.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+DIGEST_HOUR = env.int("DIGEST_HOUR", default=7)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-outbox": {
+        "task": "requests_app.tasks.sweep_outbox",
+        "schedule": 60.0,
+    },
+}
+
+# --- Security ---------------------------------------------------------------
+
+SUBMIT_RATE_PER_EMAIL = env.str("SUBMIT_RATE_PER_EMAIL", default="5/h")
+SUBMIT_RATE_PER_ADDRESS = env.str("SUBMIT_RATE_PER_ADDRESS", default="20/h")
+SUBMIT_MIN_SECONDS = env.int("SUBMIT_MIN_SECONDS", default=3)
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
+STAFF_MFA = env.bool("STAFF_MFA", default=not DEBUG)
+STAFF_SESSION_IDLE_MINUTES = _positive_int("STAFF_SESSION_IDLE_MINUTES", 30)
+
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = STAFF_SESSION_IDLE_MINUTES * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = [SITE_URL] if SITE_URL.startswith("http") else []
+
+# Patient forms are a few kilobytes; refuse anything far larger up front.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
+CRISPY_TEMPLATE_PACK = "bootstrap5"
+
+# --- Logging: no personal data, ever ----------------------------------------
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django logs a 4xx/5xx request with its full path; status links
+        # carry a secret token, so those lines are not kept.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "WARNING"},
+    },
+}
+
+if _missing:
+    raise ImproperlyConfigured(
+        "DEBUG is off, so these settings must be set in the environment: "
+        + ", ".join(_missing)
+        + ". For a local run on this machine, set DEBUG=1 (make run does)."
+    )

@@ -1,0 +1,10 @@
+from typing import Any
+
+from django.http import HttpRequest
+
+from .emails import practice_context
+
+
+def practice(request: HttpRequest) -> dict[str, Any]:
+    """The practice's name, contact and portal links on every page."""
+    return practice_context()

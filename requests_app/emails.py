@@ -1,0 +1,73 @@
+"""Render outbox emails from templates/emails/<kind>_{subject.txt,body.txt,body.html}.
+
+Patient emails carry the reference, what happens next, the expected response
+time, the status link, the spam-folder reminder and the practice's contact —
+never the date of birth, phone, details or staff notes. Links are built from
+SITE_URL, never from a request's Host header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from .models import OutboundEmail
+
+
+def site_url(path: str) -> str:
+    return settings.SITE_URL + path
+
+
+def practice_context() -> dict[str, Any]:
+    return {
+        "practice_name": settings.PRACTICE_NAME,
+        "practice_contact_email": settings.PRACTICE_CONTACT_EMAIL,
+        "portal_name": settings.PORTAL_NAME,
+        "portal_login_url": settings.PORTAL_LOGIN_URL,
+        "portal_help_url": settings.PORTAL_HELP_URL,
+        "sla_hours": settings.RESET_SLA_HOURS,
+    }
+
+
+def email_context(outbound: OutboundEmail) -> dict[str, Any]:
+    context = practice_context()
+    request = outbound.request
+    if request is not None:
+        context.update(
+            {
+                "reference": request.reference,
+                "first_name": request.first_name,
+                "status_url": site_url(request.get_status_url()),
+                "admin_url": site_url(reverse("admin:requests_app_resetrequest_change", args=[request.pk])),
+                "reason": request.get_reason_display(),
+                "outcome": request.outcome,
+                "close_reason": request.close_reason,
+            }
+        )
+    return context
+
+
+def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """(subject, plain text, HTML) for one kind of email."""
+    subject = render_to_string(f"emails/{kind}_subject.txt", context)
+    subject = " ".join(subject.split())  # one line, whatever the template did
+    text = render_to_string(f"emails/{kind}_body.txt", context)
+    html = render_to_string(f"emails/{kind}_body.html", context)
+    return subject, text, html
+
+
+def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
+    subject, text, html = render(outbound.kind, email_context(outbound))
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[outbound.to],
+        headers={"Message-ID": outbound.message_id},
+    )
+    message.attach_alternative(html, "text/html")
+    return message

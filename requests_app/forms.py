@@ -1,0 +1,187 @@
+"""Validation and normalisation of what patients type; nothing else."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import phonenumbers
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Div, Fieldset, Layout
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .models import ResetRequest
+from .services import Submission, practice_today
+
+ISO_DATE = ["%Y-%m-%d"]
+MAX_AGE_YEARS = 130
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%Y-%m-%d", **kwargs)
+
+
+def _years_ago(today: date, years: int) -> date:
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - years, day=28)
+
+
+def validate_date_of_birth(value: date) -> None:
+    today = practice_today()
+    if value > today:
+        raise forms.ValidationError(_("The date of birth cannot be in the future."))
+    if value < _years_ago(today, MAX_AGE_YEARS):
+        raise forms.ValidationError(_("Please check the year of the date of birth."))
+
+
+def name_field(label: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        max_length=100,
+        strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+
+def dob_field(label: str) -> forms.DateField:
+    return forms.DateField(
+        label=label,
+        input_formats=ISO_DATE,
+        validators=[validate_date_of_birth],
+        widget=DateInput(),
+        error_messages={"invalid": _("Enter the date as YYYY-MM-DD, for example 1980-04-23.")},
+    )
+
+
+class ResetRequestForm(forms.Form):
+    first_name = name_field(_("First name"))
+    last_name = name_field(_("Last name"))
+    date_of_birth = dob_field(_("Date of birth"))
+    email = forms.EmailField(
+        label=_("Email address the portal invitation was sent to"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    phone = forms.CharField(
+        label=_("Phone number"),
+        max_length=32,
+        help_text=_("Our staff call or text this number to confirm who you are."),
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
+    )
+    appointment_date = forms.DateField(
+        label=_("Date of your visit"),
+        input_formats=ISO_DATE,
+        widget=DateInput(),
+        error_messages={"invalid": _("Enter the date as YYYY-MM-DD, for example 2026-03-14.")},
+    )
+    reason = forms.ChoiceField(
+        label=_("What went wrong?"),
+        choices=ResetRequest.Reason.choices,
+        widget=forms.RadioSelect,
+    )
+    details = forms.CharField(
+        label=_("Anything else we should know? (optional)"),
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": 1000}),
+        help_text=_("Please do not include medical information."),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+        self.helper.layout = Layout(
+            Fieldset(_("About you"), Div("first_name", "last_name", "date_of_birth")),
+            Fieldset(_("How we reach you"), "email", "phone"),
+            Fieldset(_("Your visit"), "appointment_date", "reason", "details"),
+        )
+
+    def clean_email(self) -> str:
+        # Addresses are matched case-insensitively everywhere (duplicates,
+        # rate limits, staff search), so store one spelling.
+        return self.cleaned_data["email"].strip().lower()
+
+    def clean_phone(self) -> str:
+        raw = self.cleaned_data["phone"]
+        try:
+            number = phonenumbers.parse(raw, "US")
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_possible_number(number):
+            raise forms.ValidationError(_("Enter a phone number we can call or text, for example 555-201-3344."))
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    def clean_appointment_date(self) -> date:
+        value: date = self.cleaned_data["appointment_date"]
+        if value > practice_today():
+            raise forms.ValidationError(_("The visit date cannot be in the future."))
+        if value < practice_today() - timedelta(days=365 * 20):
+            raise forms.ValidationError(_("Please check the year of the visit date."))
+        return value
+
+
+class FamilyMemberForm(forms.Form):
+    first_name = name_field(_("First name"))
+    last_name = name_field(_("Last name"))
+    date_of_birth = dob_field(_("Date of birth"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+
+
+class BaseFamilyFormSet(forms.BaseFormSet):
+    def __init__(self, data: Any = None, *args: Any, prefix: str | None = None, **kwargs: Any) -> None:
+        # The family part is optional: a POST that leaves it out entirely
+        # (no management form) names nobody rather than failing.
+        prefix = prefix or self.get_default_prefix()
+        if data is not None and f"{prefix}-TOTAL_FORMS" not in data:
+            data = {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"}
+        super().__init__(data, *args, prefix=prefix, **kwargs)
+
+    def members(self) -> tuple[tuple[str, str, date], ...]:
+        return tuple(
+            (
+                f.cleaned_data["first_name"],
+                f.cleaned_data["last_name"],
+                f.cleaned_data["date_of_birth"],
+            )
+            for f in self.forms
+            if f.cleaned_data and not f.cleaned_data.get("DELETE")
+        )
+
+
+FamilyFormSet = forms.formset_factory(
+    FamilyMemberForm,
+    formset=BaseFamilyFormSet,
+    extra=1,
+    max_num=5,
+    absolute_max=5,
+    validate_max=True,
+)
+FAMILY_PREFIX = "family"
+
+
+def to_submission(form: ResetRequestForm, family: BaseFamilyFormSet) -> Submission:
+    data = form.cleaned_data
+    return Submission(
+        first_name=data["first_name"],
+        last_name=data["last_name"],
+        date_of_birth=data["date_of_birth"],
+        email=data["email"],
+        phone=data["phone"],
+        appointment_date=data["appointment_date"],
+        reason=data["reason"],
+        details=data.get("details", ""),
+        family=family.members(),
+    )

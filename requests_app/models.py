@@ -1,0 +1,349 @@
+"""Reset requests, their timeline and their outbox.
+
+The model knows which status moves are allowed (``ResetRequest.ALLOWED_MOVES``);
+``services.py`` is the only code that makes them.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+# Crockford-style alphabet without the letters and digits that are confused
+# over the phone or in handwriting (0/O, 1/I/L, U/V).
+REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTWXYZ23456789"
+REFERENCE_LENGTH = 8
+
+
+def new_reference() -> str:
+    """A short random reference such as ``K7QM-3XTD``: not sequential, so it
+    says nothing about how many requests exist or which came first."""
+    chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    return f"{chars[:4]}-{chars[4:]}"
+
+
+def normalize_reference(text: str) -> str:
+    """``k7qm 3xtd`` or ``K7QM3XTD`` → ``K7QM-3XTD``; anything else unchanged."""
+    compact = "".join(ch for ch in text.upper() if ch.isalnum())
+    if len(compact) == REFERENCE_LENGTH and all(ch in REFERENCE_ALPHABET for ch in compact):
+        return f"{compact[:4]}-{compact[4:]}"
+    return text.strip()
+
+
+def new_status_secret() -> str:
+    """The secret half of a status link: 192 random bits."""
+    return secrets.token_urlsafe(24)
+
+
+class Status(models.TextChoices):
+    NEW = "new", "New"
+    IN_PROGRESS = "in_progress", "In progress"
+    WAITING = "waiting", "Waiting on patient"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+class Reason(models.TextChoices):
+    LINK_EXPIRED = "link_expired", "The invitation link expired"
+    NEVER_RECEIVED = "never_received", "I never received the invitation email"
+    SECURITY_CODE = (
+        "security_code",
+        "The security code does not arrive or does not work",
+    )
+    SHARED_ACCOUNT = "shared_account", "Family members share one email address"
+    OTHER = "other", "Something else"
+
+
+class Outcome(models.TextChoices):
+    REINVITED = "reinvited", "Re-invited to the portal"
+    EMAIL_CORRECTED = "email_corrected", "Email address corrected and re-invited"
+    SELF_SERVICE = "self_service", "Patient got in on their own"
+    OTHER = "other", "Other"
+
+
+class CloseReason(models.TextChoices):
+    DUPLICATE = "duplicate", "Duplicate"
+    UNVERIFIED = "unverified", "Identity could not be verified"
+    SPAM = "spam", "Spam"
+    WITHDRAWN = "withdrawn", "Withdrawn by the patient"
+    OTHER = "other", "Other"
+
+
+class ResetRequest(models.Model):
+    Status = Status
+    Reason = Reason
+    Outcome = Outcome
+    CloseReason = CloseReason
+
+    OPEN_STATUSES = (Status.NEW, Status.IN_PROGRESS, Status.WAITING)
+    # The only status moves there are; services._move() enforces them.
+    ALLOWED_MOVES: dict[str, frozenset[str]] = {
+        Status.NEW: frozenset({Status.IN_PROGRESS, Status.CLOSED}),
+        Status.IN_PROGRESS: frozenset({Status.WAITING, Status.RESOLVED, Status.CLOSED}),
+        Status.WAITING: frozenset({Status.IN_PROGRESS, Status.CLOSED}),
+        Status.RESOLVED: frozenset(),
+        Status.CLOSED: frozenset(),
+    }
+
+    reference = models.CharField(max_length=9, unique=True, editable=False)
+    # The status link is /status/<reference without dash><status_secret>/:
+    # the request is found by its reference, then the secret compared in
+    # constant time. Cleared when personal data is purged.
+    status_secret = models.CharField(max_length=64, default=new_status_secret, editable=False)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    # Mirrors "status is new, in progress or waiting" (a constraint keeps it
+    # true) so the staff list can order and filter open requests by index.
+    is_open = models.BooleanField(default=True, editable=False)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField(null=True)
+    email = models.EmailField(max_length=254)
+    phone = models.CharField(max_length=32)
+    appointment_date = models.DateField()
+    details = models.TextField(max_length=1000, blank=True)
+
+    submitted_at = models.DateTimeField()
+    # Submission + RESET_SLA_HOURS, pushed back by the time spent waiting.
+    due_at = models.DateTimeField()
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="assigned_reset_requests",
+    )
+
+    # The identity check, recorded before a request can be resolved.
+    identity_dob_matched = models.BooleanField(default=False)
+    identity_phone_matched = models.BooleanField(default=False)
+    identity_email_matched = models.BooleanField(default=False)
+    identity_verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    identity_verified_at = models.DateTimeField(null=True, blank=True)
+
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
+    close_reason = models.CharField(max_length=20, choices=CloseReason.choices, blank=True)
+
+    personal_data_purged_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-is_open", "submitted_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in Status]),
+                name="resetrequest_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(reason__in=[r.value for r in Reason]),
+                name="resetrequest_reason_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_open=True, status__in=["new", "in_progress", "waiting"])
+                | Q(is_open=False, status__in=["resolved", "closed"]),
+                name="resetrequest_is_open_matches_status",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="resolved") | (~Q(outcome="") & Q(identity_verified_at__isnull=False)),
+                name="resetrequest_resolved_has_outcome_and_identity_check",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="closed") | ~Q(close_reason=""),
+                name="resetrequest_closed_has_reason",
+            ),
+            # A patient has at most one open request; a second submission is
+            # attached to it (services.request_submit relies on this).
+            models.UniqueConstraint(
+                fields=["email", "date_of_birth"],
+                condition=Q(is_open=True),
+                name="resetrequest_one_open_per_patient",
+            ),
+        ]
+        indexes = [
+            # The staff list's default order: open first, oldest first.
+            models.Index(fields=["-is_open", "submitted_at"], name="rr_queue_order"),
+            models.Index(fields=["status", "submitted_at"], name="rr_status_submitted"),
+            models.Index(fields=["is_open", "due_at"], name="rr_open_due"),
+            models.Index(fields=["assignee", "is_open", "submitted_at"], name="rr_assignee_queue"),
+            models.Index(fields=["reason", "submitted_at"], name="rr_reason_submitted"),
+            models.Index(fields=["email"], name="rr_email"),
+            models.Index(fields=["last_name"], name="rr_last_name"),
+            models.Index(fields=["phone"], name="rr_phone"),
+            models.Index(fields=["ended_at"], name="rr_ended"),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    def get_absolute_url(self) -> str:
+        return reverse("requests_app:submitted", kwargs={"reference": self.reference})
+
+    @property
+    def status_token(self) -> str:
+        return self.reference.replace("-", "") + self.status_secret
+
+    def get_status_url(self) -> str:
+        return reverse("requests_app:status", kwargs={"token": self.status_token})
+
+    @property
+    def patient_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def can_move_to(self, status: str) -> bool:
+        return status in self.ALLOWED_MOVES[self.status]
+
+
+class FamilyMember(models.Model):
+    """Someone who shares the patient's portal login (same email address)."""
+
+    request = models.ForeignKey(ResetRequest, on_delete=models.CASCADE, related_name="family_members")
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField(null=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class AppendOnlyError(Exception):
+    """Raised on any attempt to change or remove a timeline event."""
+
+
+class RequestEventQuerySet(models.QuerySet["RequestEvent"]):
+    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+        raise AppendOnlyError("Timeline events cannot be changed.")
+
+    def delete(self):  # type: ignore[no-untyped-def]
+        raise AppendOnlyError("Timeline events cannot be deleted.")
+
+    def erase_messages(self) -> int:
+        """The one change allowed: the retention purge blanks the text."""
+        return super().update(message="")
+
+
+class RequestEvent(models.Model):
+    """One line of a request's timeline. Append-only: written once by a
+    service, never changed or deleted (the purge only blanks its text)."""
+
+    class Kind(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted"
+        DUPLICATE = "duplicate", "Submitted again"
+        STATUS = "status", "Status changed"
+        ASSIGNED = "assigned", "Assigned"
+        IDENTITY = "identity", "Identity checked"
+        NOTE = "note", "Internal note"
+        EMAIL_QUEUED = "email_queued", "Email queued"
+        EMAIL_SENT = "email_sent", "Email sent"
+        EMAIL_FAILED = "email_failed", "Email failed"
+        VIEWED = "viewed", "Viewed"
+        PURGED = "purged", "Personal data erased"
+
+    request = models.ForeignKey(ResetRequest, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, blank=True)
+    # Staff-facing text (a note, the fields of a duplicate submission).
+    # Personal data may live here, so the retention purge blanks it.
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    objects = RequestEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["request", "created_at"], name="event_request_time")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.pk is not None:
+            raise AppendOnlyError("Timeline events cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AppendOnlyError("Timeline events cannot be deleted.")
+
+
+class OutboundEmail(models.Model):
+    """An email in the outbox. Written in the same transaction as the change
+    that causes it, then sent by a Celery task that claims it first, so it
+    survives a broker outage and is not sent twice by two workers."""
+
+    class Kind(models.TextChoices):
+        ACKNOWLEDGMENT = "acknowledgment", "Acknowledgment"
+        RESOLVED = "resolved", "Resolved"
+        CLOSED = "closed", "Closed"
+        STAFF_NEW_REQUEST = "staff_new_request", "New request (staff)"
+        STAFF_OVERDUE_DIGEST = "staff_overdue_digest", "Overdue digest (staff)"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    request = models.ForeignKey(
+        ResetRequest,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="emails",
+    )
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    to = models.EmailField(max_length=254)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Earliest time the sweeper may queue a pending row again (backoff).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "sending", "sent", "failed"]),
+                name="outboundemail_state_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="email_state_next"),
+            models.Index(fields=["request", "created_at"], name="email_request_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def message_id(self) -> str:
+        """Stable across retries, so a mail client shows a resent copy once."""
+        domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "localhost"
+        return f"<outbox-{self.pk}@{domain}>"

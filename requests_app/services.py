@@ -1,0 +1,609 @@
+"""Every write of the application: submit, move, assign, note, email.
+
+Each function is atomic, records its timeline event with the acting user in
+the same transaction, and queues side effects (emails) only after commit.
+Callers (views, admin, tasks, commands) never set ``status`` themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import smtplib
+import socket
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import emails
+from .models import (
+    FamilyMember,
+    OutboundEmail,
+    RequestEvent,
+    ResetRequest,
+    new_reference,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = ResetRequest.Status
+Actor = AbstractBaseUser | None
+
+
+# --- Domain errors ----------------------------------------------------------
+
+
+class WorkflowError(Exception):
+    """A change the workflow does not allow; the message is for staff."""
+
+
+class TransitionNotAllowed(WorkflowError):
+    pass
+
+
+class ConcurrentChange(WorkflowError):
+    """Someone else changed the request first; nothing was written."""
+
+
+class IdentityNotVerified(WorkflowError):
+    pass
+
+
+# --- The 48-hour window -----------------------------------------------------
+
+
+def access_window_ends(appointment_date: date) -> datetime:
+    """When the invitation link of a visit on ``appointment_date`` has
+    surely expired: ACCESS_LINK_HOURS after the start of that day in the
+    practice's time zone."""
+    tz = ZoneInfo(settings.PRACTICE_TIME_ZONE)
+    day_start = datetime.combine(appointment_date, time.min, tzinfo=tz)
+    return day_start + timedelta(hours=settings.ACCESS_LINK_HOURS)
+
+
+def practice_today() -> date:
+    return timezone.localdate(timezone=ZoneInfo(settings.PRACTICE_TIME_ZONE))
+
+
+# --- Timeline ---------------------------------------------------------------
+
+
+def _record(
+    request: ResetRequest,
+    kind: str,
+    *,
+    actor: Actor = None,
+    from_status: str = "",
+    to_status: str = "",
+    message: str = "",
+    at: datetime | None = None,
+) -> RequestEvent:
+    return RequestEvent.objects.create(
+        request=request,
+        kind=kind,
+        actor=actor,
+        from_status=from_status,
+        to_status=to_status,
+        message=message,
+        created_at=at or timezone.now(),
+    )
+
+
+# --- Submission -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A patient's validated form, as forms.py hands it over."""
+
+    first_name: str
+    last_name: str
+    date_of_birth: date
+    email: str
+    phone: str
+    appointment_date: date
+    reason: str
+    details: str = ""
+    family: tuple[tuple[str, str, date], ...] = ()
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    request: ResetRequest
+    created: bool
+
+
+def request_submit(*, submission: Submission) -> SubmitResult:
+    """File a reset request, or attach it to the patient's open one.
+
+    Atomic: the request, its first event and its acknowledgment (plus the
+    staff notification) are stored together or not at all; the emails are
+    queued after commit. A second submission with the same email and date of
+    birth while a request is open is recorded on that request's timeline and
+    gets a fresh acknowledgment, so the caller cannot tell the two apart.
+    """
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                return _submit_once(submission)
+        except IntegrityError:
+            # Either a reference collision (about 1 in 10^11) or a concurrent
+            # first submission by the same patient won the race: try again,
+            # which attaches to that one.
+            continue
+    raise RuntimeError("Could not store the reset request after 5 attempts.")
+
+
+def _submit_once(submission: Submission) -> SubmitResult:
+    now = timezone.now()
+    existing = (
+        ResetRequest.objects.select_for_update()
+        .filter(email=submission.email, date_of_birth=submission.date_of_birth, is_open=True)
+        .first()
+    )
+    if existing is not None:
+        _record(existing, RequestEvent.Kind.DUPLICATE, message=_describe(submission), at=now)
+        email_queue(request=existing, kind=OutboundEmail.Kind.ACKNOWLEDGMENT, to=existing.email)
+        return SubmitResult(request=existing, created=False)
+
+    request = ResetRequest.objects.create(
+        reference=new_reference(),
+        first_name=submission.first_name,
+        last_name=submission.last_name,
+        date_of_birth=submission.date_of_birth,
+        email=submission.email,
+        phone=submission.phone,
+        appointment_date=submission.appointment_date,
+        reason=submission.reason,
+        details=submission.details,
+        submitted_at=now,
+        due_at=now + timedelta(hours=settings.RESET_SLA_HOURS),
+    )
+    FamilyMember.objects.bulk_create(
+        FamilyMember(request=request, first_name=first, last_name=last, date_of_birth=dob)
+        for first, last, dob in submission.family
+    )
+    _record(request, RequestEvent.Kind.SUBMITTED, to_status=Status.NEW, at=now)
+    email_queue(request=request, kind=OutboundEmail.Kind.ACKNOWLEDGMENT, to=request.email)
+    email_queue(
+        request=request,
+        kind=OutboundEmail.Kind.STAFF_NEW_REQUEST,
+        to=settings.STAFF_NOTIFY_EMAIL,
+    )
+    logger.info("reset request submitted reference=%s", request.reference)
+    return SubmitResult(request=request, created=True)
+
+
+def _describe(submission: Submission) -> str:
+    """What a repeated submission said, for staff on the timeline."""
+    lines = [
+        f"Name: {submission.first_name} {submission.last_name}",
+        f"Phone: {submission.phone}",
+        f"Appointment: {submission.appointment_date.isoformat()}",
+        f"Reason: {ResetRequest.Reason(submission.reason).label}",
+    ]
+    lines += [f"Family member: {first} {last} ({dob.isoformat()})" for first, last, dob in submission.family]
+    if submission.details:
+        lines.append(f"Details: {submission.details}")
+    return "\n".join(lines)
+
+
+# --- Status moves -----------------------------------------------------------
+
+
+def _move(
+    *,
+    request_id: int,
+    to_status: str,
+    actor: Actor,
+    fields: dict[str, Any] | None = None,
+    message: str = "",
+    expected_status: str | None = None,
+) -> ResetRequest:
+    """Move one request to ``to_status`` if the workflow allows it.
+
+    The write is a conditional UPDATE on the status read just before, so of
+    two staff acting at once exactly one wins; the other gets
+    ConcurrentChange and nothing is written for them.
+    """
+    now = timezone.now()
+    request = ResetRequest.objects.get(pk=request_id)
+    current = request.status
+    if expected_status is not None and current != expected_status:
+        raise ConcurrentChange(
+            f"{request.reference} was changed by someone else; it is now {request.get_status_display().lower()}."
+        )
+    if not request.can_move_to(to_status):
+        raise TransitionNotAllowed(
+            f"{request.reference} cannot go from {request.get_status_display().lower()} "
+            f"to {ResetRequest.Status(to_status).label.lower()}."
+        )
+    changes: dict[str, Any] = dict(fields or {})
+    changes["status"] = to_status
+    changes["is_open"] = to_status in ResetRequest.OPEN_STATUSES
+    changes["updated_at"] = now
+    if current == Status.WAITING and request.waiting_since is not None:
+        # The due clock does not run while the request waits on the patient.
+        changes["due_at"] = request.due_at + (now - request.waiting_since)
+        changes["waiting_since"] = None
+    if to_status == Status.WAITING:
+        changes["waiting_since"] = now
+    if not changes["is_open"]:
+        changes["ended_at"] = now
+    with transaction.atomic():
+        claimed = ResetRequest.objects.filter(pk=request_id, status=current).update(**changes)
+        if claimed != 1:
+            raise ConcurrentChange(
+                f"{request.reference} was changed by someone else at the same time; nothing was saved."
+            )
+        request.refresh_from_db()
+        _record(
+            request,
+            RequestEvent.Kind.STATUS,
+            actor=actor,
+            from_status=current,
+            to_status=to_status,
+            message=message,
+            at=now,
+        )
+        if to_status == Status.RESOLVED:
+            email_queue(request=request, kind=OutboundEmail.Kind.RESOLVED, to=request.email)
+        elif to_status == Status.CLOSED and request.close_reason != ResetRequest.CloseReason.SPAM:
+            email_queue(request=request, kind=OutboundEmail.Kind.CLOSED, to=request.email)
+    logger.info("reset request %s moved %s -> %s", request.reference, current, to_status)
+    return request
+
+
+def request_start(*, request_id: int, actor: Actor, expected_status: str | None = None) -> ResetRequest:
+    """new → in progress, or waiting → in progress (the patient answered).
+    Starting an unassigned request assigns it to the one who starts it."""
+    request = ResetRequest.objects.only("assignee_id").get(pk=request_id)
+    fields: dict[str, Any] = {}
+    if request.assignee_id is None and actor is not None:
+        fields["assignee"] = actor
+    moved = _move(
+        request_id=request_id,
+        to_status=Status.IN_PROGRESS,
+        actor=actor,
+        fields=fields,
+        expected_status=expected_status,
+    )
+    if "assignee" in fields:
+        _record(
+            moved,
+            RequestEvent.Kind.ASSIGNED,
+            actor=actor,
+            message=f"Assigned to {_name(actor)}",
+        )
+    return moved
+
+
+def request_wait(*, request_id: int, actor: Actor, note: str = "", expected_status: str | None = None) -> ResetRequest:
+    """in progress → waiting on the patient; the due clock pauses."""
+    return _move(
+        request_id=request_id,
+        to_status=Status.WAITING,
+        actor=actor,
+        message=note,
+        expected_status=expected_status,
+    )
+
+
+def request_resolve(
+    *,
+    request_id: int,
+    actor: Actor,
+    outcome: str,
+    note: str = "",
+    expected_status: str | None = None,
+) -> ResetRequest:
+    """in progress → resolved. Needs an outcome and a recorded identity
+    check; queues the resolution email to the patient."""
+    if outcome not in ResetRequest.Outcome.values:
+        raise WorkflowError("Choose the outcome of the reset.")
+    request = ResetRequest.objects.get(pk=request_id)
+    if request.identity_verified_at is None:
+        raise IdentityNotVerified(f"Record the identity check of {request.reference} before resolving it.")
+    return _move(
+        request_id=request_id,
+        to_status=Status.RESOLVED,
+        actor=actor,
+        fields={"outcome": outcome},
+        message=note,
+        expected_status=expected_status,
+    )
+
+
+def request_close(
+    *,
+    request_id: int,
+    actor: Actor,
+    reason: str,
+    note: str = "",
+    expected_status: str | None = None,
+) -> ResetRequest:
+    """Any open status → closed, with a reason. Queues the closure email,
+    except for spam."""
+    if reason not in ResetRequest.CloseReason.values:
+        raise WorkflowError("Choose why the request is closed.")
+    return _move(
+        request_id=request_id,
+        to_status=Status.CLOSED,
+        actor=actor,
+        fields={"close_reason": reason},
+        message=note,
+        expected_status=expected_status,
+    )
+
+
+# --- Assignment, identity check, notes, views -------------------------------
+
+
+def _name(user: Actor) -> str:
+    if user is None:
+        return "nobody"
+    full = getattr(user, "get_full_name", lambda: "")()
+    return full or user.get_username()
+
+
+def request_assign(*, request_id: int, assignee: Actor, actor: Actor) -> ResetRequest:
+    """Give an open request to ``assignee`` (None: unassign). Atomic."""
+    with transaction.atomic():
+        request = ResetRequest.objects.select_for_update().get(pk=request_id)
+        if not request.is_open:
+            raise TransitionNotAllowed(f"{request.reference} has ended; it cannot be reassigned.")
+        new_id = assignee.pk if assignee is not None else None
+        if request.assignee_id == new_id:
+            return request
+        request.assignee = assignee  # type: ignore[assignment]
+        request.save(update_fields=["assignee", "updated_at"])
+        _record(
+            request,
+            RequestEvent.Kind.ASSIGNED,
+            actor=actor,
+            message=f"Assigned to {_name(assignee)}",
+        )
+    return request
+
+
+def request_record_identity_check(
+    *, request_id: int, actor: Actor, dob: bool, phone: bool, email: bool
+) -> ResetRequest:
+    """Record which identifiers matched the chart, who checked and when.
+    The date of birth and one more identifier must match."""
+    if not (dob and (phone or email)):
+        raise IdentityNotVerified(
+            "Identity is verified when the date of birth and at least one more identifier "
+            "(phone or email) match the chart."
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        request = ResetRequest.objects.select_for_update().get(pk=request_id)
+        if not request.is_open:
+            raise TransitionNotAllowed(f"{request.reference} has ended.")
+        request.identity_dob_matched = dob
+        request.identity_phone_matched = phone
+        request.identity_email_matched = email
+        request.identity_verified_by = actor  # type: ignore[assignment]
+        request.identity_verified_at = now
+        request.save()
+        matched = ", ".join(name for name, ok in (("date of birth", dob), ("phone", phone), ("email", email)) if ok)
+        _record(
+            request,
+            RequestEvent.Kind.IDENTITY,
+            actor=actor,
+            message=f"Matched the chart: {matched}",
+            at=now,
+        )
+    return request
+
+
+def request_add_note(*, request_id: int, actor: Actor, text: str) -> RequestEvent:
+    """An internal note on the timeline; patients never see notes."""
+    text = text.strip()
+    if not text:
+        raise WorkflowError("The note is empty.")
+    request = ResetRequest.objects.get(pk=request_id)
+    return _record(request, RequestEvent.Kind.NOTE, actor=actor, message=text[:5000])
+
+
+def request_record_view(*, request_id: int, actor: Actor) -> None:
+    """Audit: a staff member opened the request's page."""
+    request = ResetRequest.objects.get(pk=request_id)
+    _record(request, RequestEvent.Kind.VIEWED, actor=actor)
+
+
+# --- Outbox -----------------------------------------------------------------
+
+
+class TransientEmailError(Exception):
+    pass
+
+
+def email_queue(*, request: ResetRequest | None, kind: str, to: str) -> OutboundEmail:
+    """Put an email in the outbox, in the caller's transaction, and hand its
+    id to Celery once that transaction commits."""
+    now = timezone.now()
+    outbound = OutboundEmail.objects.create(request=request, kind=kind, to=to, created_at=now, next_attempt_at=now)
+    if request is not None:
+        _record(
+            request,
+            RequestEvent.Kind.EMAIL_QUEUED,
+            message=outbound.get_kind_display(),
+            at=now,
+        )
+    transaction.on_commit(lambda: email_publish(email_id=outbound.pk))
+    return outbound
+
+
+def email_publish(*, email_id: int, countdown: float | None = None) -> bool:
+    """Hand an outbox id to the broker. A broker that is down is logged and
+    otherwise ignored: the row stays pending and the sweeper queues it again."""
+    from .tasks import send_email
+
+    try:
+        send_email.apply_async(args=[email_id], countdown=countdown)
+    except Exception as exc:  # kombu raises many kinds when the broker is down
+        logger.warning(
+            "could not queue email id=%s, the sweeper will: %s",
+            email_id,
+            type(exc).__name__,
+        )
+        return False
+    return True
+
+
+def _backoff_seconds(attempts: int) -> float:
+    """Exponential with full jitter: ~30 s, 1 min, 2 min, 4 min … capped at 30 min."""
+    return random.uniform(0.5, 1.0) * min(30 * 2 ** max(attempts - 1, 0), 1800)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    state: str
+    retry_in: float | None = None
+
+
+def email_send(*, email_id: int) -> SendResult:
+    """Send one outbox email, at most once per claim.
+
+    Idempotent and safe to call twice or from two workers at once: the row is
+    claimed with a conditional UPDATE (pending → sending) and only the worker
+    whose UPDATE matched sends. SMTP happens outside any transaction; the row
+    is marked sent only after the server accepted the message. A claim older
+    than EMAIL_CLAIM_TIMEOUT_SECONDS belongs to a dead worker and may be
+    taken again — so a worker killed after the server accepted the message
+    but before marking it sent causes one duplicate (at-least-once).
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
+    claimed = OutboundEmail.objects.filter(
+        Q(state=OutboundEmail.State.PENDING) | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale),
+        pk=email_id,
+    ).update(state=OutboundEmail.State.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+    if claimed != 1:
+        state = OutboundEmail.objects.filter(pk=email_id).values_list("state", flat=True).first()
+        return SendResult(state=state or "missing")
+
+    outbound = OutboundEmail.objects.select_related("request").get(pk=email_id)
+    try:
+        message = emails.build_message(outbound)
+        message.send(fail_silently=False)
+    except Exception as exc:
+        return _email_failed(outbound, exc)
+
+    sent_at = timezone.now()
+    with transaction.atomic():
+        OutboundEmail.objects.filter(pk=email_id, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.SENT, sent_at=sent_at, last_error=""
+        )
+        if outbound.request is not None:
+            _record(
+                outbound.request,
+                RequestEvent.Kind.EMAIL_SENT,
+                message=outbound.get_kind_display(),
+                at=sent_at,
+            )
+    logger.info(
+        "email sent id=%s kind=%s attempts=%s",
+        email_id,
+        outbound.kind,
+        outbound.attempts,
+    )
+    return SendResult(state=OutboundEmail.State.SENT)
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(400 <= code < 500 for code in codes)
+    return isinstance(
+        exc,
+        (
+            smtplib.SMTPServerDisconnected,
+            smtplib.SMTPConnectError,
+            ConnectionError,
+            socket.timeout,
+            TimeoutError,
+            OSError,
+        ),
+    )
+
+
+def _describe_error(exc: Exception) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        return f"{exc.smtp_code} {text}"[:500]
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(exc.recipients.values()))
+        return f"{code} {text.decode(errors='replace')}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _email_failed(outbound: OutboundEmail, exc: Exception) -> SendResult:
+    """Release the claim: back to pending with a backoff when the failure is
+    temporary and attempts remain, otherwise failed for staff to see."""
+    error = _describe_error(exc)
+    transient = _is_transient(exc)
+    now = timezone.now()
+    if transient and outbound.attempts < settings.EMAIL_MAX_ATTEMPTS:
+        delay = _backoff_seconds(outbound.attempts)
+        OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.PENDING,
+            last_error=error,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+        logger.warning(
+            "email id=%s attempt %s failed, retrying in %.0fs",
+            outbound.pk,
+            outbound.attempts,
+            delay,
+        )
+        return SendResult(state=OutboundEmail.State.PENDING, retry_in=delay)
+
+    with transaction.atomic():
+        OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.FAILED, last_error=error
+        )
+        if outbound.request is not None:
+            _record(
+                outbound.request,
+                RequestEvent.Kind.EMAIL_FAILED,
+                message=f"{outbound.get_kind_display()}: {error} (after {outbound.attempts} attempts)",
+                at=now,
+            )
+    logger.error("email id=%s failed for good after %s attempts", outbound.pk, outbound.attempts)
+    return SendResult(state=OutboundEmail.State.FAILED)
+
+
+def outbox_sweep(*, grace_seconds: int = 60) -> int:
+    """Queue again every email that is pending past its next attempt time
+    (the broker was down, or a retry was lost), and every claim a dead
+    worker left behind. Safe to run from two schedulers at once: sending
+    claims the row, so a row queued twice is sent once."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
+    # The grace period leaves freshly queued rows to their on-commit publish.
+    due = OutboundEmail.objects.filter(
+        Q(
+            state=OutboundEmail.State.PENDING,
+            next_attempt_at__lte=now - timedelta(seconds=grace_seconds),
+        )
+        | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
+    ).values_list("pk", flat=True)[:500]
+    count = 0
+    for email_id in due:
+        if email_publish(email_id=email_id):
+            count += 1
+    if count:
+        logger.info("outbox sweep queued %s emails", count)
+    return count

@@ -1,0 +1,25 @@
+"""Celery tasks: thin, take ids only (never personal data), safe to run twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.app.task import Task
+
+from . import services
+
+
+@shared_task(bind=True, max_retries=None)
+def send_email(self: Task, email_id: int) -> str:
+    """Send one outbox email. Idempotent: the service claims the row first,
+    so a second delivery of this message sends nothing."""
+    result = services.email_send(email_id=email_id)
+    if result.retry_in is not None:
+        # If this retry is lost (broker down), the sweeper finds the row.
+        raise self.retry(countdown=result.retry_in)
+    return result.state
+
+
+@shared_task
+def sweep_outbox() -> int:
+    """Queue again pending emails whose publish or retry was lost."""
+    return services.outbox_sweep()

@@ -1,0 +1,158 @@
+"""Patient pages. Thin: parse, call a service, redirect after POST."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core import signing
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods
+
+from . import selectors, services
+from .forms import FAMILY_PREFIX, FamilyFormSet, ResetRequestForm, to_submission
+from .models import new_reference, normalize_reference
+
+logger = logging.getLogger(__name__)
+
+# A signed cookie set when the form is shown: a form sent back sooner than
+# SUBMIT_MIN_SECONDS after that (or with no such cookie) came from a bot.
+STARTED_COOKIE = "reset_form_started"
+STARTED_SALT = "requests_app.form_started"
+
+
+@require_GET
+def guide(request: HttpRequest) -> HttpResponse:
+    """The practice's troubleshooting steps, ending in the reset request."""
+    return render(
+        request,
+        "requests_app/guide.html",
+        {
+            "access_link_hours": settings.ACCESS_LINK_HOURS,
+            "portal_trouble_url": settings.PORTAL_TROUBLE_URL,
+        },
+    )
+
+
+def _looks_like_bot(request: HttpRequest) -> bool:
+    if settings.SUBMIT_MIN_SECONDS <= 0:
+        return False
+    try:
+        started = float(request.get_signed_cookie(STARTED_COOKIE, salt=STARTED_SALT))
+    except (KeyError, signing.BadSignature, ValueError):
+        return True
+    return timezone.now().timestamp() - started < settings.SUBMIT_MIN_SECONDS
+
+
+@sensitive_post_parameters()
+@never_cache
+@require_http_methods(["GET", "POST"])
+def reset_request(request: HttpRequest) -> HttpResponse:
+    """The reset-request form. A valid POST past the access window files the
+    request and redirects to the confirmation; an invalid one shows the
+    errors (200); one inside the window shows what to do instead and stores
+    nothing."""
+    if request.method == "POST":
+        form = ResetRequestForm(request.POST)
+        family = FamilyFormSet(request.POST, prefix=FAMILY_PREFIX)
+        if form.is_valid() and family.is_valid():
+            window_ends = services.access_window_ends(form.cleaned_data["appointment_date"])
+            if timezone.now() < window_ends:
+                return render(
+                    request,
+                    "requests_app/too_early.html",
+                    {
+                        "window_ends": window_ends,
+                        "access_link_hours": settings.ACCESS_LINK_HOURS,
+                    },
+                )
+            if _looks_like_bot(request):
+                # Looks accepted; nothing is stored or sent.
+                logger.info("reset form dropped as automated")
+                return redirect("requests_app:submitted", reference=new_reference(), permanent=False)
+            result = services.request_submit(submission=to_submission(form, family))
+            response = redirect("requests_app:submitted", reference=result.request.reference)
+            response.status_code = 303
+            return response
+    else:
+        form = ResetRequestForm()
+        family = FamilyFormSet(prefix=FAMILY_PREFIX)
+    response = render(request, "requests_app/reset_form.html", {"form": form, "family": family})
+    if request.method == "GET":
+        response.set_signed_cookie(
+            STARTED_COOKIE,
+            str(timezone.now().timestamp()),
+            salt=STARTED_SALT,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+    return response
+
+
+@require_GET
+def submitted(request: HttpRequest, reference: str) -> HttpResponse:
+    """Confirmation: the reference and what happens next, nothing else.
+
+    It reads nothing from the database, so it cannot tell anyone whether a
+    request (or someone's earlier request) exists.
+    """
+    normalized = normalize_reference(reference)
+    if normalized != reference or "-" not in normalized:
+        raise Http404
+    return render(
+        request,
+        "requests_app/submitted.html",
+        {"reference": reference, "sla_hours": settings.RESET_SLA_HOURS},
+    )
+
+
+@never_cache
+@require_GET
+def status(request: HttpRequest, token: str) -> HttpResponse:
+    """Where a request stands, reached from the acknowledgment email."""
+    reset_request = selectors.request_by_status_token(token=token)
+    if reset_request is None:
+        raise Http404
+    response = render(
+        request,
+        "requests_app/status.html",
+        {
+            "reset_request": reset_request,
+            "step": selectors.public_step(reset_request),
+            "sla_hours": settings.RESET_SLA_HOURS,
+        },
+    )
+    # The token is a secret: keep it out of Referer headers sent elsewhere.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Database and broker reachability, for load balancers and compose."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception:
+        logger.exception("health check: database is down")
+        checks["database"] = "down"
+    from portal_reset.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+        checks["broker"] = "ok"
+    except Exception:
+        logger.warning("health check: broker is down")
+        checks["broker"] = "down"
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse(checks, status=200 if ok else 503)
