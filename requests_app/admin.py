@@ -1,1 +1,5 @@
-from django.contrib import admin  # noqa: F401  (the staff admin is written next)
+from django.contrib import admin
+
+from .models import ResetRequest
+
+admin.site.register(ResetRequest)
