@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -236,7 +237,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TIMEZONE = "UTC"
+# Beat's crontab entries (the daily digest) read in the practice's time zone.
+CELERY_TIMEZONE = PRACTICE_TIME_ZONE
 # At-least-once: a task is acknowledged after it ran, and handed to another
 # worker if the one running it dies. Every task is safe to run twice.
 CELERY_TASK_ACKS_LATE = True
@@ -258,9 +260,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DIGEST_HOUR = env.int("DIGEST_HOUR", default=7)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-outbox": {
-        "task": "requests_app.tasks.sweep_outbox",
-        "schedule": 60.0,
+    "sweep-outbox": {"task": "requests_app.tasks.sweep_outbox", "schedule": 60.0},
+    "close-stale-waiting": {"task": "requests_app.tasks.close_stale_waiting", "schedule": crontab(minute=15)},
+    "overdue-digest": {
+        "task": "requests_app.tasks.queue_overdue_digest",
+        "schedule": crontab(hour=DIGEST_HOUR, minute=0),
     },
 }
 
@@ -280,7 +284,7 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = STAFF_SESSION_IDLE_MINUTES * 60
 SESSION_SAVE_EVERY_REQUEST = True

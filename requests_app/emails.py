@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from .models import OutboundEmail
+from .selectors import requests_overdue
 
 
 def site_url(path: str) -> str:
@@ -30,6 +31,7 @@ def practice_context() -> dict[str, Any]:
         "portal_login_url": settings.PORTAL_LOGIN_URL,
         "portal_help_url": settings.PORTAL_HELP_URL,
         "sla_hours": settings.RESET_SLA_HOURS,
+        "practice_time_zone": settings.PRACTICE_TIME_ZONE,
     }
 
 
@@ -48,6 +50,17 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
                 "close_reason": request.close_reason,
             }
         )
+    elif outbound.kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST:
+        overdue = [
+            {
+                "reference": r.reference,
+                "status": r.get_status_display(),
+                "due_at": r.due_at,
+                "admin_url": site_url(reverse("admin:requests_app_resetrequest_change", args=[r.pk])),
+            }
+            for r in requests_overdue().only("pk", "reference", "status", "due_at")[:200]
+        ]
+        context.update({"overdue": overdue, "count": len(overdue)})
     return context
 
 

@@ -30,6 +30,7 @@ from .models import (
     ResetRequest,
     new_reference,
 )
+from .selectors import requests_overdue
 
 logger = logging.getLogger(__name__)
 
@@ -607,3 +608,46 @@ def outbox_sweep(*, grace_seconds: int = 60) -> int:
     if count:
         logger.info("outbox sweep queued %s emails", count)
     return count
+
+
+# --- Scheduled work ---------------------------------------------------------
+
+
+def requests_close_stale_waiting() -> int:
+    """Close every request that has waited on the patient for
+    WAITING_AUTO_CLOSE_DAYS, with the closure email. Safe to run twice or
+    beside staff: each close is conditional on the request still waiting."""
+    cutoff = timezone.now() - timedelta(days=settings.WAITING_AUTO_CLOSE_DAYS)
+    stale = ResetRequest.objects.filter(status=Status.WAITING, waiting_since__lte=cutoff).values_list("pk", flat=True)
+    closed = 0
+    for request_id in list(stale):
+        try:
+            request_close(
+                request_id=request_id,
+                actor=None,
+                reason=ResetRequest.CloseReason.UNVERIFIED,
+                note=f"Closed automatically: no answer from the patient in {settings.WAITING_AUTO_CLOSE_DAYS} days.",
+                expected_status=Status.WAITING,
+            )
+            closed += 1
+        except WorkflowError:
+            continue  # a staff member moved it meanwhile
+    if closed:
+        logger.info("closed %s requests left waiting", closed)
+    return closed
+
+
+def digest_queue_overdue() -> OutboundEmail | None:
+    """Queue the daily overdue digest to STAFF_NOTIFY_EMAIL, at most once a
+    day (in the practice's time zone) and only when something is overdue."""
+    tz = ZoneInfo(settings.PRACTICE_TIME_ZONE)
+    day_start = datetime.combine(timezone.localdate(timezone=tz), time.min, tzinfo=tz)
+    with transaction.atomic():
+        if not requests_overdue().exists():
+            return None
+        already = OutboundEmail.objects.filter(
+            kind=OutboundEmail.Kind.STAFF_OVERDUE_DIGEST, created_at__gte=day_start
+        ).exists()
+        if already:
+            return None
+        return email_queue(request=None, kind=OutboundEmail.Kind.STAFF_OVERDUE_DIGEST, to=settings.STAFF_NOTIFY_EMAIL)

@@ -23,3 +23,15 @@ def send_email(self: Task, email_id: int) -> str:
 def sweep_outbox() -> int:
     """Queue again pending emails whose publish or retry was lost."""
     return services.outbox_sweep()
+
+
+@shared_task
+def close_stale_waiting() -> int:
+    """Close requests left waiting on the patient too long."""
+    return services.requests_close_stale_waiting()
+
+
+@shared_task
+def queue_overdue_digest() -> bool:
+    """The daily digest of overdue requests for staff."""
+    return services.digest_queue_overdue() is not None
