@@ -267,6 +267,7 @@ DIGEST_HOUR = env.int("DIGEST_HOUR", default=7)
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "requests_app.tasks.sweep_outbox", "schedule": 60.0},
     "close-stale-waiting": {"task": "requests_app.tasks.close_stale_waiting", "schedule": crontab(minute=15)},
+    "purge-expired": {"task": "requests_app.tasks.purge_expired", "schedule": crontab(hour=3, minute=30)},
     "overdue-digest": {
         "task": "requests_app.tasks.queue_overdue_digest",
         "schedule": crontab(hour=DIGEST_HOUR, minute=0),

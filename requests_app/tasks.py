@@ -35,3 +35,9 @@ def close_stale_waiting() -> int:
 def queue_overdue_digest() -> bool:
     """The daily digest of overdue requests for staff."""
     return services.digest_queue_overdue() is not None
+
+
+@shared_task
+def purge_expired() -> int:
+    """Erase personal data past the retention period."""
+    return services.requests_purge_expired()
