@@ -88,6 +88,15 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache_url_config(_required("CACHE_URL", "locmemcache://"))}
+# django-ratelimit predates Django's own Redis cache and calls it "not
+# officially supported"; its incr() is Redis's atomic INCR, which is all
+# the rate limits need.
+SILENCED_SYSTEM_CHECKS: list[str] = ["django_ratelimit.W001"]
+if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+    # Rate limits live in the cache. Local memory is per process, which is
+    # right for the local run (one web process); production sets CACHE_URL
+    # to Redis, shared by every web process.
+    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -101,6 +110,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_ratelimit",
     "requests_app",
 ]
 

@@ -13,10 +13,12 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
+from django_ratelimit.core import is_ratelimited
 
 from . import selectors, services
 from .forms import FAMILY_PREFIX, FamilyFormSet, ResetRequestForm, to_submission
 from .models import new_reference, normalize_reference
+from .request_context import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,15 @@ def _looks_like_bot(request: HttpRequest) -> bool:
     return timezone.now().timestamp() - started < settings.SUBMIT_MIN_SECONDS
 
 
+def _over_rate_limit(request: HttpRequest, *, group: str, key: str, rate: str) -> bool:
+    """Count one submission against ``key`` in the shared cache."""
+    return is_ratelimited(request, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
+
+
+def _rate_limited(request: HttpRequest) -> HttpResponse:
+    return render(request, "requests_app/rate_limited.html", status=429)
+
+
 @sensitive_post_parameters()
 @never_cache
 @require_http_methods(["GET", "POST"])
@@ -58,9 +69,17 @@ def reset_request(request: HttpRequest) -> HttpResponse:
     errors (200); one inside the window shows what to do instead and stores
     nothing."""
     if request.method == "POST":
+        if _over_rate_limit(
+            request, group="reset-address", key=client_ip(request), rate=settings.SUBMIT_RATE_PER_ADDRESS
+        ):
+            return _rate_limited(request)
         form = ResetRequestForm(request.POST)
         family = FamilyFormSet(request.POST, prefix=FAMILY_PREFIX)
         if form.is_valid() and family.is_valid():
+            if _over_rate_limit(
+                request, group="reset-email", key=form.cleaned_data["email"], rate=settings.SUBMIT_RATE_PER_EMAIL
+            ):
+                return _rate_limited(request)
             window_ends = services.access_window_ends(form.cleaned_data["appointment_date"])
             if timezone.now() < window_ends:
                 return render(

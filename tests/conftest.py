@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.utils import timezone
 
 from portal_reset.celery import app as celery_app
@@ -29,6 +30,14 @@ def celery_eager() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _media_and_var(settings: Any, tmp_path: Any) -> None:
     settings.EMAIL_FILE_PATH = tmp_path / "mail"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Rate-limit counters live in the cache: each test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -69,3 +78,39 @@ def form_data() -> Callable[..., dict[str, str]]:
 @pytest.fixture
 def reset_request(db: None) -> Any:
     return ResetRequestFactory()
+
+
+@pytest.fixture
+def submit(client: Any, django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
+    """POST the reset form the way a browser does, and run what the app
+    does after commit (queueing the emails; Celery is eager, so they are
+    sent and land in ``django.core.mail.outbox``)."""
+
+    def _submit(data: dict[str, Any], **extra: Any) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post("/reset/", data, **extra)
+
+    return _submit
+
+
+def family_data(*members: tuple[str, str, str], total: int | None = None) -> dict[str, str]:
+    """The ``family`` formset's fields for ``members`` (first, last, DOB)."""
+    data = {
+        "family-TOTAL_FORMS": str(len(members) if total is None else total),
+        "family-INITIAL_FORMS": "0",
+        "family-MIN_NUM_FORMS": "0",
+        "family-MAX_NUM_FORMS": "5",
+    }
+    for i, (first, last, dob) in enumerate(members):
+        data.update({f"family-{i}-first_name": first, f"family-{i}-last_name": last, f"family-{i}-date_of_birth": dob})
+    return data
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Rate-limit counters live in the cache; every test starts from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
