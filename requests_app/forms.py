@@ -93,6 +93,15 @@ class ResetRequestForm(forms.Form):
         help_text=_("Please do not include medical information."),
     )
 
+    # A honeypot: hidden from people (and screen readers), filled in by bots
+    # that complete every input they find. See views._looks_like_bot.
+    website = forms.CharField(
+        label=_("Leave this field empty"),
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
@@ -102,6 +111,7 @@ class ResetRequestForm(forms.Form):
             Fieldset(_("About you"), Div("first_name", "last_name", "date_of_birth")),
             Fieldset(_("How we reach you"), "email", "phone"),
             Fieldset(_("Your visit"), "appointment_date", "reason", "details"),
+            Div("website", css_class="d-none", aria_hidden="true"),
         )
 
     def clean_email(self) -> str:

@@ -17,7 +17,7 @@ from django_ratelimit.core import is_ratelimited
 
 from . import selectors, services
 from .forms import FAMILY_PREFIX, FamilyFormSet, ResetRequestForm, to_submission
-from .models import new_reference, normalize_reference
+from .models import new_reference
 from .request_context import client_ip
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,11 @@ def guide(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _looks_like_bot(request: HttpRequest) -> bool:
+def _looks_like_bot(request: HttpRequest, form: ResetRequestForm) -> bool:
+    """The honeypot was filled in, or the form came back sooner than a
+    person could fill it (SUBMIT_MIN_SECONDS; 0 turns that check off)."""
+    if form.cleaned_data.get("website"):
+        return True
     if settings.SUBMIT_MIN_SECONDS <= 0:
         return False
     try:
@@ -54,6 +58,14 @@ def _looks_like_bot(request: HttpRequest) -> bool:
 def _over_rate_limit(request: HttpRequest, *, group: str, key: str, rate: str) -> bool:
     """Count one submission against ``key`` in the shared cache."""
     return is_ratelimited(request, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
+
+
+def _confirmation(reference: str) -> HttpResponse:
+    """303 See Other to the confirmation page, the same for every outcome
+    that looks like success."""
+    response = redirect("requests_app:submitted", reference=reference)
+    response.status_code = 303
+    return response
 
 
 def _rate_limited(request: HttpRequest) -> HttpResponse:
@@ -90,14 +102,12 @@ def reset_request(request: HttpRequest) -> HttpResponse:
                         "access_link_hours": settings.ACCESS_LINK_HOURS,
                     },
                 )
-            if _looks_like_bot(request):
+            if _looks_like_bot(request, form):
                 # Looks accepted; nothing is stored or sent.
                 logger.info("reset form dropped as automated")
-                return redirect("requests_app:submitted", reference=new_reference(), permanent=False)
+                return _confirmation(new_reference())
             result = services.request_submit(submission=to_submission(form, family))
-            response = redirect("requests_app:submitted", reference=result.request.reference)
-            response.status_code = 303
-            return response
+            return _confirmation(result.request.reference)
     else:
         form = ResetRequestForm()
         family = FamilyFormSet(prefix=FAMILY_PREFIX)
@@ -121,8 +131,7 @@ def submitted(request: HttpRequest, reference: str) -> HttpResponse:
     It reads nothing from the database, so it cannot tell anyone whether a
     request (or someone's earlier request) exists.
     """
-    normalized = normalize_reference(reference)
-    if normalized != reference or "-" not in normalized:
+    if not selectors.is_reference(reference):
         raise Http404
     return render(
         request,
