@@ -22,13 +22,15 @@ _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 def client_ip(request: HttpRequest) -> str:
     """The client's address: the socket's, or — behind a TLS proxy — the
-    one the proxy wrote into CLIENT_IP_HEADER (its first, left-most entry).
-    Anything that is not an IP address falls back to the socket's."""
+    one the proxy wrote into CLIENT_IP_HEADER. Of a list (X-Forwarded-For)
+    the right-most entry is taken: the one our proxy appended, which the
+    client cannot forge. Anything that is not an IP address falls back to
+    the socket's."""
     remote = request.META.get("REMOTE_ADDR", "") or "0.0.0.0"  # noqa: S104
     header = settings.CLIENT_IP_HEADER
     if header:
         meta_key = "HTTP_" + header.upper().replace("-", "_")
-        forwarded = request.META.get(meta_key, "").split(",")[0].strip()
+        forwarded = request.META.get(meta_key, "").split(",")[-1].strip()
         try:
             return str(ipaddress.ip_address(forwarded))
         except ValueError:
@@ -57,6 +59,21 @@ class RequestIdMiddleware:
             _request_id.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+_STATUS_TOKEN = re.compile(r"(/status/)[^\s'\"]*", re.IGNORECASE)
+
+
+class MaskStatusTokenFilter(logging.Filter):
+    """Status links carry a secret, and Django's request log names the path
+    (in the message and in the ``request`` it attaches): mask both."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/status/" in message.lower():
+            record.msg, record.args = _STATUS_TOKEN.sub(r"\1…/", message), ()
+        record.__dict__.pop("request", None)
+        return True
 
 
 class RequestIdFilter(logging.Filter):
