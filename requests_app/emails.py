@@ -19,6 +19,11 @@ from .models import OutboundEmail
 from .selectors import requests_overdue
 
 
+# The digest lists the most overdue requests; its count covers them all.
+DIGEST_MAX_LISTED = 200
+PATIENT_KINDS = {OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.RESOLVED, OutboundEmail.Kind.CLOSED}
+
+
 def site_url(path: str) -> str:
     return settings.SITE_URL + path
 
@@ -31,6 +36,7 @@ def practice_context() -> dict[str, Any]:
         "portal_login_url": settings.PORTAL_LOGIN_URL,
         "portal_help_url": settings.PORTAL_HELP_URL,
         "sla_hours": settings.RESET_SLA_HOURS,
+        "access_link_hours": settings.ACCESS_LINK_HOURS,
         "practice_time_zone": settings.PRACTICE_TIME_ZONE,
     }
 
@@ -51,6 +57,7 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
             }
         )
     elif outbound.kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST:
+        overdue_requests = requests_overdue()
         overdue = [
             {
                 "reference": r.reference,
@@ -58,9 +65,9 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
                 "due_at": r.due_at,
                 "admin_url": site_url(reverse("admin:requests_app_resetrequest_change", args=[r.pk])),
             }
-            for r in requests_overdue().only("pk", "reference", "status", "due_at")[:200]
+            for r in overdue_requests.only("pk", "reference", "status", "due_at")[:DIGEST_MAX_LISTED]
         ]
-        context.update({"overdue": overdue, "count": len(overdue)})
+        context.update({"overdue": overdue, "count": overdue_requests.count()})
     return context
 
 
@@ -81,6 +88,8 @@ def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[outbound.to],
         headers={"Message-ID": outbound.message_id},
+        # A patient's reply reaches the front desk, not an unread mailbox.
+        reply_to=[settings.PRACTICE_CONTACT_EMAIL] if outbound.kind in PATIENT_KINDS else None,
     )
     message.attach_alternative(html, "text/html")
     return message

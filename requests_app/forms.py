@@ -40,29 +40,39 @@ def validate_date_of_birth(value: date) -> None:
         raise forms.ValidationError(_("Please check the year of the date of birth."))
 
 
-def name_field(label: str) -> forms.CharField:
+def name_field(label: str, autocomplete: str = "off") -> forms.CharField:
     return forms.CharField(
         label=label,
         max_length=100,
         strip=True,
-        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        widget=forms.TextInput(attrs={"autocomplete": autocomplete}),
     )
 
 
-def dob_field(label: str) -> forms.DateField:
+def dob_field(label: str, autocomplete: str = "off") -> forms.DateField:
     return forms.DateField(
         label=label,
         input_formats=ISO_DATE,
         validators=[validate_date_of_birth],
-        widget=DateInput(),
+        widget=DateInput(attrs={"autocomplete": autocomplete}),
         error_messages={"invalid": _("Enter the date as YYYY-MM-DD, for example 1980-04-23.")},
     )
 
 
+class TextAreaField(forms.CharField):
+    """Browsers send a textarea's line breaks as CRLF but count each as one
+    character against maxlength; count (and store) them the same way."""
+
+    def to_python(self, value: Any) -> str:
+        return super().to_python(value).replace("\r\n", "\n")
+
+
 class ResetRequestForm(forms.Form):
-    first_name = name_field(_("First name"))
-    last_name = name_field(_("Last name"))
-    date_of_birth = dob_field(_("Date of birth"))
+    # The patient's own details may be filled in by the browser (WCAG 1.3.5);
+    # family members' rows are not.
+    first_name = name_field(_("First name"), autocomplete="given-name")
+    last_name = name_field(_("Last name"), autocomplete="family-name")
+    date_of_birth = dob_field(_("Date of birth"), autocomplete="bday")
     email = forms.EmailField(
         label=_("Email address the portal invitation was sent to"),
         max_length=254,
@@ -85,7 +95,7 @@ class ResetRequestForm(forms.Form):
         choices=ResetRequest.Reason.choices,
         widget=forms.RadioSelect,
     )
-    details = forms.CharField(
+    details = TextAreaField(
         label=_("Anything else we should know? (optional)"),
         required=False,
         max_length=1000,
