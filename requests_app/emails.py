@@ -18,7 +18,6 @@ from django.urls import reverse
 from .models import OutboundEmail
 from .selectors import requests_overdue
 
-
 # The digest lists the most overdue requests; its count covers them all.
 DIGEST_MAX_LISTED = 200
 PATIENT_KINDS = {OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.RESOLVED, OutboundEmail.Kind.CLOSED}

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .models import REFERENCE_LENGTH, ResetRequest, normalize_reference
+from .models import REFERENCE_ALPHABET, REFERENCE_LENGTH, ResetRequest, normalize_reference
+
+_REFERENCE = re.compile(rf"[{REFERENCE_ALPHABET}]{{4}}-[{REFERENCE_ALPHABET}]{{4}}")
+
+
+def is_reference(text: str) -> bool:
+    """Whether ``text`` is a reference as we print it (``K7QM-3XTD``)."""
+    return _REFERENCE.fullmatch(text) is not None
 
 
 def request_by_status_token(*, token: str) -> ResetRequest | None:
@@ -19,7 +27,9 @@ def request_by_status_token(*, token: str) -> ResetRequest | None:
     """
     reference = normalize_reference(token[:REFERENCE_LENGTH])
     secret = token[REFERENCE_LENGTH:]
-    if len(secret) < 22 or "-" not in reference:
+    # Only a well-formed reference reaches the database (PostgreSQL refuses
+    # a NUL byte in a query parameter with an error, not an empty result).
+    if len(secret) < 22 or not is_reference(reference):
         return None
     request = ResetRequest.objects.filter(reference=reference).exclude(status_secret="").first()
     if request is None or not secrets.compare_digest(request.status_secret.encode(), secret.encode()):

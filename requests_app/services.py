@@ -12,7 +12,7 @@ import random
 import smtplib
 import socket
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -66,7 +66,9 @@ def access_window_ends(appointment_date: date) -> datetime:
     practice's time zone."""
     tz = ZoneInfo(settings.PRACTICE_TIME_ZONE)
     day_start = datetime.combine(appointment_date, time.min, tzinfo=tz)
-    return day_start + timedelta(hours=settings.ACCESS_LINK_HOURS)
+    # Arithmetic on an aware datetime moves the wall clock, not elapsed time:
+    # count real hours in UTC, or a clock change shifts the window by an hour.
+    return (day_start.astimezone(UTC) + timedelta(hours=settings.ACCESS_LINK_HOURS)).astimezone(tz)
 
 
 def practice_today() -> date:
@@ -310,7 +312,9 @@ def request_resolve(
     if outcome not in ResetRequest.Outcome.values:
         raise WorkflowError("Choose the outcome of the reset.")
     request = ResetRequest.objects.get(pk=request_id)
-    if request.identity_verified_at is None:
+    # A request that cannot be resolved at all (closed, new…) says so, rather
+    # than asking for an identity check that could not be recorded anyway.
+    if request.identity_verified_at is None and request.can_move_to(Status.RESOLVED):
         raise IdentityNotVerified(f"Record the identity check of {request.reference} before resolving it.")
     return _move(
         request_id=request_id,

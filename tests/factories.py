@@ -6,14 +6,45 @@ import factory
 from django.conf import settings
 from django.utils import timezone
 
-from requests_app.models import ResetRequest, new_reference
+from requests_app.models import OutboundEmail, ResetRequest, new_reference
 
 
 class ResetRequestFactory(factory.django.DjangoModelFactory):
-    """A new request as the service would store it (no timeline events)."""
+    """A new request as the service would store it (no timeline events).
+
+    Traits give the other statuses with the fields the database constraints
+    ask of them: ``ResetRequestFactory(resolved=True)``.
+    """
 
     class Meta:
         model = ResetRequest
+
+    class Params:
+        in_progress = factory.Trait(status=ResetRequest.Status.IN_PROGRESS)
+        waiting = factory.Trait(
+            status=ResetRequest.Status.WAITING,
+            waiting_since=factory.LazyFunction(timezone.now),
+        )
+        identity_checked = factory.Trait(
+            identity_dob_matched=True,
+            identity_phone_matched=True,
+            identity_verified_at=factory.LazyFunction(timezone.now),
+        )
+        resolved = factory.Trait(
+            status=ResetRequest.Status.RESOLVED,
+            is_open=False,
+            outcome=ResetRequest.Outcome.REINVITED,
+            identity_dob_matched=True,
+            identity_phone_matched=True,
+            identity_verified_at=factory.LazyFunction(timezone.now),
+            ended_at=factory.LazyFunction(timezone.now),
+        )
+        closed = factory.Trait(
+            status=ResetRequest.Status.CLOSED,
+            is_open=False,
+            close_reason=ResetRequest.CloseReason.WITHDRAWN,
+            ended_at=factory.LazyFunction(timezone.now),
+        )
 
     reference = factory.LazyFunction(new_reference)
     first_name = factory.Faker("first_name")
@@ -25,3 +56,17 @@ class ResetRequestFactory(factory.django.DjangoModelFactory):
     reason = ResetRequest.Reason.LINK_EXPIRED
     submitted_at = factory.LazyFunction(timezone.now)
     due_at = factory.LazyAttribute(lambda o: o.submitted_at + timedelta(hours=settings.RESET_SLA_HOURS))
+
+
+class OutboundEmailFactory(factory.django.DjangoModelFactory):
+    """A pending acknowledgment in the outbox, as ``email_queue`` writes it
+    (without publishing it to the broker)."""
+
+    class Meta:
+        model = OutboundEmail
+
+    request = factory.SubFactory(ResetRequestFactory)
+    kind = OutboundEmail.Kind.ACKNOWLEDGMENT
+    to = factory.LazyAttribute(lambda o: o.request.email if o.request else settings.STAFF_NOTIFY_EMAIL)
+    created_at = factory.LazyFunction(timezone.now)
+    next_attempt_at = factory.LazyAttribute(lambda o: o.created_at)

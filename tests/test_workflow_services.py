@@ -1,0 +1,424 @@
+"""The status workflow, enforced in the service layer for every caller:
+the allowed moves succeed and write a STATUS event with the actor; every
+other move raises TransitionNotAllowed and changes nothing. The database
+backs the rules up with constraints, and the timeline is append-only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from requests_app import services
+from requests_app.models import AppendOnlyError, OutboundEmail, RequestEvent, ResetRequest
+from requests_app.services import ConcurrentChange, IdentityNotVerified, TransitionNotAllowed, WorkflowError
+
+from .factories import ResetRequestFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 6, 15, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _frozen(time_machine: Any) -> None:
+    time_machine.move_to(NOW, tick=False)
+
+
+def start(request: ResetRequest, actor: Any) -> ResetRequest:
+    return services.request_start(request_id=request.pk, actor=actor)
+
+
+def wait(request: ResetRequest, actor: Any) -> ResetRequest:
+    return services.request_wait(request_id=request.pk, actor=actor)
+
+
+def resolve(request: ResetRequest, actor: Any) -> ResetRequest:
+    return services.request_resolve(request_id=request.pk, actor=actor, outcome="reinvited")
+
+
+def close(request: ResetRequest, actor: Any) -> ResetRequest:
+    return services.request_close(request_id=request.pk, actor=actor, reason="withdrawn")
+
+
+MOVES: dict[str, Callable[[ResetRequest, Any], ResetRequest]] = {
+    "in_progress": start,
+    "waiting": wait,
+    "resolved": resolve,
+    "closed": close,
+}
+STATUS_TRAITS = {
+    "new": {"identity_checked": True},
+    "in_progress": {"in_progress": True, "identity_checked": True},
+    "waiting": {"waiting": True, "identity_checked": True},
+    "resolved": {"resolved": True},
+    "closed": {"closed": True},
+}
+ALLOWED = {
+    ("new", "in_progress"),
+    ("new", "closed"),
+    ("in_progress", "waiting"),
+    ("in_progress", "resolved"),
+    ("in_progress", "closed"),
+    ("waiting", "in_progress"),
+    ("waiting", "closed"),
+}
+FORBIDDEN = sorted((source, target) for source in STATUS_TRAITS for target in MOVES if (source, target) not in ALLOWED)
+
+
+def snapshot(request: ResetRequest) -> dict[str, Any]:
+    """Everything a move could change, read fresh from the database."""
+    fresh = ResetRequest.objects.get(pk=request.pk)
+    return {
+        "row": {f.attname: getattr(fresh, f.attname) for f in ResetRequest._meta.concrete_fields},
+        "events": list(RequestEvent.objects.filter(request=request).values_list("pk", flat=True)),
+        "emails": list(OutboundEmail.objects.filter(request=request).values_list("pk", flat=True)),
+    }
+
+
+# --- Allowed moves ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "target"), sorted(ALLOWED))
+def test_it_makes_each_allowed_move_and_records_it_with_the_actor(staff_user, source, target):
+    request = ResetRequestFactory(**STATUS_TRAITS[source])
+
+    moved = MOVES[target](request, staff_user)
+
+    assert moved.status == target
+    stored = ResetRequest.objects.get(pk=request.pk)
+    assert stored.status == target
+    assert stored.is_open is (target in ("new", "in_progress", "waiting"))
+    event = RequestEvent.objects.get(request=request, kind=RequestEvent.Kind.STATUS)
+    assert (event.from_status, event.to_status, event.actor) == (source, target, staff_user)
+    assert event.created_at == NOW
+
+
+def test_it_records_the_outcome_and_end_of_a_resolved_request(staff_user):
+    request = ResetRequestFactory(in_progress=True, identity_checked=True)
+
+    services.request_resolve(request_id=request.pk, actor=staff_user, outcome="email_corrected", note="New address")
+
+    stored = ResetRequest.objects.get(pk=request.pk)
+    assert stored.outcome == "email_corrected"
+    assert stored.ended_at == NOW
+    assert stored.events.get(kind=RequestEvent.Kind.STATUS).message == "New address"
+    assert list(stored.emails.values_list("kind", "to")) == [("resolved", stored.email)]
+
+
+def test_it_records_the_reason_and_end_of_a_closed_request(staff_user):
+    request = ResetRequestFactory()
+
+    services.request_close(request_id=request.pk, actor=staff_user, reason="unverified")
+
+    stored = ResetRequest.objects.get(pk=request.pk)
+    assert stored.close_reason == "unverified"
+    assert stored.ended_at == NOW
+    assert list(stored.emails.values_list("kind", flat=True)) == ["closed"]
+
+
+def test_it_assigns_an_unassigned_request_to_the_one_who_starts_it(staff_user):
+    request = ResetRequestFactory()
+
+    start(request, staff_user)
+
+    assert ResetRequest.objects.get(pk=request.pk).assignee == staff_user
+    assert RequestEvent.objects.get(request=request, kind=RequestEvent.Kind.ASSIGNED).actor == staff_user
+
+
+def test_it_keeps_the_assignee_when_someone_else_starts_the_request(staff_user, superuser):
+    request = ResetRequestFactory(assignee=staff_user)
+
+    start(request, superuser)
+
+    assert ResetRequest.objects.get(pk=request.pk).assignee == staff_user
+    assert not RequestEvent.objects.filter(request=request, kind=RequestEvent.Kind.ASSIGNED).exists()
+
+
+# --- Forbidden moves ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "target"), FORBIDDEN)
+def test_it_refuses_every_other_move_and_changes_nothing(staff_user, source, target):
+    request = ResetRequestFactory(**STATUS_TRAITS[source])
+    before = snapshot(request)
+
+    with pytest.raises(TransitionNotAllowed):
+        MOVES[target](request, staff_user)
+
+    assert snapshot(request) == before
+
+
+def test_it_refuses_to_resolve_without_the_identity_check(staff_user):
+    request = ResetRequestFactory(in_progress=True)
+    before = snapshot(request)
+
+    with pytest.raises(IdentityNotVerified):
+        resolve(request, staff_user)
+
+    assert snapshot(request) == before
+
+
+@pytest.mark.parametrize("outcome", ["", "fixed", "REINVITED", None])
+def test_it_refuses_to_resolve_without_a_known_outcome(staff_user, outcome):
+    request = ResetRequestFactory(in_progress=True, identity_checked=True)
+    before = snapshot(request)
+
+    with pytest.raises(WorkflowError):
+        services.request_resolve(request_id=request.pk, actor=staff_user, outcome=outcome)
+
+    assert snapshot(request) == before
+
+
+@pytest.mark.parametrize("reason", ["", "bored", "SPAM", None])
+def test_it_refuses_to_close_without_a_known_reason(staff_user, reason):
+    request = ResetRequestFactory()
+    before = snapshot(request)
+
+    with pytest.raises(WorkflowError):
+        services.request_close(request_id=request.pk, actor=staff_user, reason=reason)
+
+    assert snapshot(request) == before
+
+
+# --- The identity check ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dob", "phone", "email"),
+    [(True, True, False), (True, False, True), (True, True, True)],
+)
+def test_it_records_an_identity_check_of_the_date_of_birth_and_one_more(staff_user, dob, phone, email):
+    request = ResetRequestFactory(in_progress=True)
+
+    services.request_record_identity_check(request_id=request.pk, actor=staff_user, dob=dob, phone=phone, email=email)
+
+    stored = ResetRequest.objects.get(pk=request.pk)
+    assert (stored.identity_dob_matched, stored.identity_phone_matched, stored.identity_email_matched) == (
+        dob,
+        phone,
+        email,
+    )
+    assert stored.identity_verified_by == staff_user
+    assert stored.identity_verified_at == NOW
+    assert RequestEvent.objects.get(request=request, kind=RequestEvent.Kind.IDENTITY).actor == staff_user
+    # …and now it can be resolved.
+    assert resolve(stored, staff_user).status == "resolved"
+
+
+@pytest.mark.parametrize(
+    ("dob", "phone", "email"),
+    [(True, False, False), (False, True, True), (False, True, False), (False, False, False)],
+)
+def test_it_refuses_an_identity_check_without_the_date_of_birth_and_one_more(staff_user, dob, phone, email):
+    request = ResetRequestFactory(in_progress=True)
+    before = snapshot(request)
+
+    with pytest.raises(IdentityNotVerified):
+        services.request_record_identity_check(
+            request_id=request.pk, actor=staff_user, dob=dob, phone=phone, email=email
+        )
+
+    assert snapshot(request) == before
+
+
+@pytest.mark.parametrize("traits", [{"resolved": True}, {"closed": True}])
+def test_it_refuses_an_identity_check_on_an_ended_request(staff_user, traits):
+    request = ResetRequestFactory(**traits)
+    before = snapshot(request)
+
+    with pytest.raises(TransitionNotAllowed):
+        services.request_record_identity_check(
+            request_id=request.pk, actor=staff_user, dob=True, phone=True, email=True
+        )
+
+    assert snapshot(request) == before
+
+
+# --- The due clock ------------------------------------------------------------------------
+
+
+def test_it_sets_the_due_time_reset_sla_hours_after_submission(submit, form_data, settings):
+    settings.RESET_SLA_HOURS = 8
+
+    submit(form_data())
+
+    assert ResetRequest.objects.get().due_at == NOW + timedelta(hours=8)
+
+
+def test_it_pauses_the_due_clock_while_waiting_on_the_patient(staff_user, time_machine):
+    request = ResetRequestFactory(in_progress=True)
+    due = request.due_at
+
+    wait(request, staff_user)
+    assert ResetRequest.objects.get(pk=request.pk).waiting_since == NOW
+    time_machine.shift(timedelta(hours=5))
+    start(request, staff_user)
+
+    stored = ResetRequest.objects.get(pk=request.pk)
+    assert stored.due_at == due + timedelta(hours=5)
+    assert stored.waiting_since is None
+
+
+def test_it_adds_up_every_wait(staff_user, time_machine):
+    request = ResetRequestFactory(in_progress=True)
+    due = request.due_at
+
+    wait(request, staff_user)
+    time_machine.shift(timedelta(hours=2))
+    start(request, staff_user)
+    time_machine.shift(timedelta(hours=1))  # working on it: the clock runs
+    wait(request, staff_user)
+    time_machine.shift(timedelta(hours=3))
+    start(request, staff_user)
+
+    assert ResetRequest.objects.get(pk=request.pk).due_at == due + timedelta(hours=5)
+
+
+def test_it_stops_the_wait_when_a_waiting_request_is_closed(staff_user, time_machine):
+    request = ResetRequestFactory(in_progress=True)
+    due = request.due_at
+    wait(request, staff_user)
+    time_machine.shift(timedelta(hours=4))
+
+    close(request, staff_user)
+
+    stored = ResetRequest.objects.get(pk=request.pk)
+    assert stored.due_at == due + timedelta(hours=4)
+    assert stored.waiting_since is None
+
+
+# --- Two staff at once ------------------------------------------------------------------------
+
+
+def test_it_refuses_a_move_made_on_a_stale_status(staff_user, superuser):
+    request = ResetRequestFactory()
+    services.request_start(request_id=request.pk, actor=staff_user, expected_status="new")
+    before = snapshot(request)
+
+    # The second person's page still showed the request as new.
+    with pytest.raises(ConcurrentChange):
+        services.request_close(request_id=request.pk, actor=superuser, reason="duplicate", expected_status="new")
+
+    assert snapshot(request) == before
+
+
+def test_it_lets_only_one_of_two_simultaneous_moves_win(staff_user, superuser, monkeypatch):
+    # Both read "in progress"; the other one's resolve lands between this
+    # one's read and its write. The conditional update must notice.
+    request = ResetRequestFactory(in_progress=True, identity_checked=True)
+    real_get = ResetRequest.objects.get
+
+    def get_then_lose_the_race(*args: Any, **kwargs: Any) -> ResetRequest:
+        read = real_get(*args, **kwargs)
+        monkeypatch.setattr(ResetRequest.objects, "get", real_get)
+        services.request_resolve(request_id=request.pk, actor=superuser, outcome="reinvited")
+        return read
+
+    monkeypatch.setattr(ResetRequest.objects, "get", get_then_lose_the_race)
+
+    with pytest.raises(ConcurrentChange):
+        services.request_close(request_id=request.pk, actor=staff_user, reason="withdrawn")
+
+    stored = ResetRequest.objects.get(pk=request.pk)
+    assert stored.status == "resolved"
+    assert list(stored.events.filter(kind="status").values_list("to_status", "actor")) == [("resolved", superuser.pk)]
+
+
+# --- The database backs the rules up ----------------------------------------------------------
+
+
+def assert_refused_by_the_database(request: ResetRequest, **changes: Any) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ResetRequest.objects.filter(pk=request.pk).update(**changes)
+
+
+def test_it_refuses_an_unknown_status_in_the_database(reset_request):
+    assert_refused_by_the_database(reset_request, status="archived")
+
+
+def test_it_refuses_an_unknown_reason_in_the_database(reset_request):
+    assert_refused_by_the_database(reset_request, reason="bored")
+
+
+def test_it_refuses_a_resolved_row_without_an_outcome_in_the_database(reset_request):
+    ended = {"status": "resolved", "is_open": False, "identity_verified_at": timezone.now()}
+
+    assert_refused_by_the_database(reset_request, **ended)
+
+    # The same row with an outcome is fine: it was the outcome that was missing.
+    ResetRequest.objects.filter(pk=reset_request.pk).update(**ended, outcome="reinvited")
+
+
+def test_it_refuses_a_resolved_row_without_an_identity_check_in_the_database(reset_request):
+    assert_refused_by_the_database(reset_request, status="resolved", is_open=False, outcome="reinvited")
+
+
+def test_it_refuses_a_closed_row_without_a_reason_in_the_database(reset_request):
+    assert_refused_by_the_database(reset_request, status="closed", is_open=False)
+
+
+def test_it_refuses_an_ended_row_that_says_it_is_open_in_the_database(reset_request):
+    assert_refused_by_the_database(reset_request, status="closed", close_reason="spam", is_open=True)
+
+
+def test_it_refuses_a_second_open_request_of_one_patient_in_the_database(reset_request):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ResetRequestFactory(email=reset_request.email, date_of_birth=reset_request.date_of_birth)
+
+
+# --- The timeline is append-only ---------------------------------------------------------------
+
+
+@pytest.fixture
+def event(reset_request: ResetRequest, staff_user: Any) -> RequestEvent:
+    return services.request_add_note(request_id=reset_request.pk, actor=staff_user, text="Left a voicemail")
+
+
+def test_it_refuses_to_change_a_timeline_event(event):
+    event.message = "Never called"
+
+    with pytest.raises(AppendOnlyError):
+        event.save()
+
+    assert RequestEvent.objects.get(pk=event.pk).message == "Left a voicemail"
+
+
+def test_it_refuses_to_delete_a_timeline_event(event):
+    with pytest.raises(AppendOnlyError):
+        event.delete()
+
+    assert RequestEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda qs: qs.update(message="Never called"),
+        lambda qs: qs.delete(),
+        lambda qs: RequestEvent.objects.bulk_update([_edited(e) for e in qs], ["message"]),
+    ],
+    ids=["update", "delete", "bulk_update"],
+)
+def test_it_refuses_to_change_or_delete_timeline_events_in_bulk(event, change):
+    # bulk_update opens its own transaction; the savepoint keeps the test's usable.
+    with pytest.raises(AppendOnlyError), transaction.atomic():
+        change(RequestEvent.objects.filter(pk=event.pk))
+
+    assert RequestEvent.objects.get(pk=event.pk).message == "Left a voicemail"
+
+
+def test_it_refuses_to_delete_the_timeline_through_its_request(event, reset_request):
+    with pytest.raises(AppendOnlyError):
+        reset_request.events.all().delete()
+
+    assert RequestEvent.objects.filter(pk=event.pk).exists()
+
+
+def _edited(event: RequestEvent) -> RequestEvent:
+    event.message = "Never called"
+    return event
