@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import phonenumbers
@@ -143,8 +143,6 @@ class ResetRequestForm(forms.Form):
         value: date = self.cleaned_data["appointment_date"]
         if value > practice_today():
             raise forms.ValidationError(_("The visit date cannot be in the future."))
-        if value < practice_today() - timedelta(days=365 * 20):
-            raise forms.ValidationError(_("Please check the year of the visit date."))
         return value
 
 

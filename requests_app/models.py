@@ -346,4 +346,5 @@ class OutboundEmail(models.Model):
     def message_id(self) -> str:
         """Stable across retries, so a mail client shows a resent copy once."""
         domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "localhost"
-        return f"<outbox-{self.pk}@{domain}>"
+        # The creation time keeps ids unique across databases and resets.
+        return f"<outbox-{self.pk}.{int(self.created_at.timestamp() * 1_000_000)}@{domain}>"

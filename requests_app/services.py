@@ -604,7 +604,7 @@ def outbox_sweep(*, grace_seconds: int = 60) -> int:
             next_attempt_at__lte=now - timedelta(seconds=grace_seconds),
         )
         | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
-    ).values_list("pk", flat=True)[:500]
+    ).order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:500]  # oldest first
     count = 0
     for email_id in due:
         if email_publish(email_id=email_id):

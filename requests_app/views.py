@@ -88,10 +88,6 @@ def reset_request(request: HttpRequest) -> HttpResponse:
         form = ResetRequestForm(request.POST)
         family = FamilyFormSet(request.POST, prefix=FAMILY_PREFIX)
         if form.is_valid() and family.is_valid():
-            if _over_rate_limit(
-                request, group="reset-email", key=form.cleaned_data["email"], rate=settings.SUBMIT_RATE_PER_EMAIL
-            ):
-                return _rate_limited(request)
             window_ends = services.access_window_ends(form.cleaned_data["appointment_date"])
             if timezone.now() < window_ends:
                 return render(
@@ -102,6 +98,11 @@ def reset_request(request: HttpRequest) -> HttpResponse:
                         "access_link_hours": settings.ACCESS_LINK_HOURS,
                     },
                 )
+            # Counted only for submissions that would be stored.
+            if _over_rate_limit(
+                request, group="reset-email", key=form.cleaned_data["email"], rate=settings.SUBMIT_RATE_PER_EMAIL
+            ):
+                return _rate_limited(request)
             if _looks_like_bot(request, form):
                 # Looks accepted; nothing is stored or sent.
                 logger.info("reset form dropped as automated")
