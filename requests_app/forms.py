@@ -10,6 +10,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Fieldset, Layout
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
 from .models import ResetRequest
 from .services import Submission, practice_today
@@ -190,6 +191,7 @@ FamilyFormSet = forms.formset_factory(
 FAMILY_PREFIX = "family"
 
 
+@sensitive_variables()
 def to_submission(form: ResetRequestForm, family: BaseFamilyFormSet) -> Submission:
     data = form.cleaned_data
     return Submission(
