@@ -160,7 +160,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 USE_I18N = True
 USE_TZ = True
-TIME_ZONE = "UTC"
+# Times are stored in UTC and shown in the practice's own zone (below).
 
 STATIC_URL = "/static/"
 # Not under VAR_DIR: the image builds its static files once, whatever
@@ -190,6 +190,7 @@ try:
     ZoneInfo(PRACTICE_TIME_ZONE)
 except (ZoneInfoNotFoundError, ValueError) as exc:
     raise ImproperlyConfigured(f"PRACTICE_TIME_ZONE {PRACTICE_TIME_ZONE!r} is not a known time zone.") from exc
+TIME_ZONE = PRACTICE_TIME_ZONE
 
 PORTAL_NAME = env.str("PORTAL_NAME", default="Patient Fusion")
 PORTAL_LOGIN_URL = env.str("PORTAL_LOGIN_URL", default="https://www.patientfusion.com/")

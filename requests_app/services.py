@@ -601,13 +601,17 @@ def outbox_sweep(*, grace_seconds: int = 60) -> int:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
     # The grace period leaves freshly queued rows to their on-commit publish.
-    due = OutboundEmail.objects.filter(
-        Q(
-            state=OutboundEmail.State.PENDING,
-            next_attempt_at__lte=now - timedelta(seconds=grace_seconds),
+    due = (
+        OutboundEmail.objects.filter(
+            Q(
+                state=OutboundEmail.State.PENDING,
+                next_attempt_at__lte=now - timedelta(seconds=grace_seconds),
+            )
+            | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
         )
-        | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
-    ).order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:500]  # oldest first
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:500]
+    )  # oldest first
     count = 0
     for email_id in due:
         if email_publish(email_id=email_id):

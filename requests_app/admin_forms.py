@@ -1,0 +1,80 @@
+"""The small forms of the staff workflow in the admin.
+
+They collect and validate input only; the rules (which move is allowed, what
+resolving needs) live in services.py, which the admin views call. Every form
+that moves a request carries ``expected_status``: the status the staff member
+saw when they chose the move, so that of two people acting at once the second
+is told the request changed instead of silently overwriting the first.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from .models import ResetRequest
+
+NOTE_MAX_LENGTH = 5000
+
+
+def note_field(label: str = "Note (optional)", *, required: bool = False) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=required,
+        max_length=NOTE_MAX_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60, "maxlength": NOTE_MAX_LENGTH}),
+        help_text="Internal: the patient never sees it.",
+    )
+
+
+class ExpectedStatusForm(forms.Form):
+    """The status the page showed when the staff member chose the move."""
+
+    expected_status = forms.ChoiceField(choices=ResetRequest.Status.choices, widget=forms.HiddenInput)
+
+
+class StartForm(ExpectedStatusForm):
+    """new → in progress, or waiting → in progress (the patient answered)."""
+
+
+class WaitForm(ExpectedStatusForm):
+    note = note_field("What are you waiting for? (optional)")
+
+
+class ResolveForm(ExpectedStatusForm):
+    outcome = forms.ChoiceField(
+        label="Outcome",
+        choices=ResetRequest.Outcome.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose the outcome of the reset."},
+    )
+    note = note_field()
+
+
+class CloseForm(ExpectedStatusForm):
+    reason = forms.ChoiceField(
+        label="Reason",
+        choices=ResetRequest.CloseReason.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose why the request is closed."},
+    )
+    note = note_field()
+
+
+class AssignForm(ExpectedStatusForm):
+    # The assignee the page showed (empty: nobody), so that taking a request
+    # someone else just took is refused rather than done silently.
+    expected_assignee = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+
+class IdentityCheckForm(forms.Form):
+    """Which identifiers the patient gave that match the chart. The rule for
+    "verified" (date of birth and one more) is the service's."""
+
+    dob = forms.BooleanField(label="Date of birth matches the chart", required=False)
+    phone = forms.BooleanField(label="Phone matches the chart", required=False)
+    email = forms.BooleanField(label="Email matches the chart", required=False)
+
+
+class NoteForm(forms.Form):
+    text = note_field("Internal note", required=True)
