@@ -229,6 +229,10 @@ else:
 # to a worker that died, and may be claimed again.
 EMAIL_CLAIM_TIMEOUT_SECONDS = _positive_int("EMAIL_CLAIM_TIMEOUT_SECONDS", 300)
 EMAIL_MAX_ATTEMPTS = _positive_int("EMAIL_MAX_ATTEMPTS", 6)
+# Backoff after a temporary SMTP failure: about this many seconds, then twice
+# as long each time (with jitter), capped at 30 minutes — well below the
+# broker's visibility timeout.
+EMAIL_RETRY_BASE_SECONDS = _positive_int("EMAIL_RETRY_BASE_SECONDS", 30)
 
 # --- Celery -----------------------------------------------------------------
 

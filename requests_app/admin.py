@@ -27,7 +27,6 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import (
     Http404,
@@ -212,21 +211,6 @@ class FamilyMemberInline(admin.TabularInline):
 
 
 # --- Workflow moves ---------------------------------------------------------
-
-
-def _resend_acknowledgment(*, request_id: int, actor: Any) -> None:
-    """Queue the acknowledgment email again for an open request.
-
-    Local stand-in until services.py has ``request_resend_acknowledgment``:
-    the outbox row, its queued event and a note naming who asked are written
-    in one transaction; the email leaves after commit.
-    """
-    with transaction.atomic():
-        request = ResetRequest.objects.select_for_update().get(pk=request_id)
-        if not request.is_open:
-            raise services.TransitionNotAllowed(f"{request.reference} has ended; no acknowledgment is sent.")
-        services.email_queue(request=request, kind=OutboundEmail.Kind.ACKNOWLEDGMENT, to=request.email)
-        services.request_add_note(request_id=request.pk, actor=actor, text="Acknowledgment email sent again.")
 
 
 @dataclass(frozen=True)
@@ -899,12 +883,16 @@ class ResetRequestAdmin(admin.ModelAdmin):
         if not form.is_valid():
             self.message_user(request, "The form was incomplete; nothing was changed.", messages.ERROR)
             return HttpResponseRedirect(change_url)
-        # Best effort until request_assign takes the expected assignee itself:
-        # this read and the service's write are not one step.
-        if (
-            obj.status != form.cleaned_data["expected_status"]
-            or obj.assignee_id != form.cleaned_data["expected_assignee"]
-        ):
+        try:
+            services.request_assign(
+                request_id=obj.pk,
+                assignee=request.user,
+                actor=request.user,
+                expected_status=form.cleaned_data["expected_status"],
+                expected_assignee_id=form.cleaned_data["expected_assignee"],
+            )
+        except services.ConcurrentChange:
+            obj.refresh_from_db()
             holder = person_name(obj.assignee) or "nobody"
             self.message_user(
                 request,
@@ -912,9 +900,6 @@ class ResetRequestAdmin(admin.ModelAdmin):
                 f"{obj.get_status_display().lower()} and assigned to {holder}.",
                 messages.ERROR,
             )
-            return HttpResponseRedirect(change_url)
-        try:
-            services.request_assign(request_id=obj.pk, assignee=request.user, actor=request.user)
         except services.WorkflowError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
@@ -941,7 +926,7 @@ class ResetRequestAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["GET", "POST"])
         try:
-            _resend_acknowledgment(request_id=obj.pk, actor=request.user)
+            services.request_resend_acknowledgment(request_id=obj.pk, actor=request.user)
         except services.WorkflowError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -361,10 +362,27 @@ def _name(user: Actor) -> str:
     return full or user.get_username()
 
 
-def request_assign(*, request_id: int, assignee: Actor, actor: Actor) -> ResetRequest:
-    """Give an open request to ``assignee`` (None: unassign). Atomic."""
+_ANY = object()
+
+
+def request_assign(
+    *,
+    request_id: int,
+    assignee: Actor,
+    actor: Actor,
+    expected_status: str | None = None,
+    expected_assignee_id: Any = _ANY,
+) -> ResetRequest:
+    """Give an open request to ``assignee`` (None: unassign). Atomic; with
+    ``expected_status`` / ``expected_assignee_id`` (what the staff member's
+    page showed) it raises ConcurrentChange if someone got there first."""
     with transaction.atomic():
+        # The row lock makes the check and the write one step.
         request = ResetRequest.objects.select_for_update().get(pk=request_id)
+        if (expected_status is not None and request.status != expected_status) or (
+            expected_assignee_id is not _ANY and request.assignee_id != expected_assignee_id
+        ):
+            raise ConcurrentChange(f"{request.reference} was changed by someone else; nothing was saved.")
         if not request.is_open:
             raise TransitionNotAllowed(f"{request.reference} has ended; it cannot be reassigned.")
         new_id = assignee.pk if assignee is not None else None
@@ -372,13 +390,18 @@ def request_assign(*, request_id: int, assignee: Actor, actor: Actor) -> ResetRe
             return request
         request.assignee = assignee  # type: ignore[assignment]
         request.save(update_fields=["assignee", "updated_at"])
-        _record(
-            request,
-            RequestEvent.Kind.ASSIGNED,
-            actor=actor,
-            message=f"Assigned to {_name(assignee)}",
-        )
+        _record(request, RequestEvent.Kind.ASSIGNED, actor=actor, message=f"Assigned to {_name(assignee)}")
     return request
+
+
+def request_resend_acknowledgment(*, request_id: int, actor: Actor) -> OutboundEmail:
+    """Queue the acknowledgment again for an open request (the patient lost
+    it): a new outbox row, never an edit of the old one. Atomic."""
+    with transaction.atomic():
+        request = ResetRequest.objects.select_for_update().get(pk=request_id)
+        if not request.is_open:
+            raise TransitionNotAllowed(f"{request.reference} has ended; no acknowledgment is sent.")
+        return email_queue(request=request, kind=OutboundEmail.Kind.ACKNOWLEDGMENT, to=request.email, actor=actor)
 
 
 def request_record_identity_check(
@@ -424,8 +447,9 @@ def request_add_note(*, request_id: int, actor: Actor, text: str) -> RequestEven
 
 def request_record_view(*, request_id: int, actor: Actor) -> None:
     """Audit: a staff member opened the request's page."""
-    request = ResetRequest.objects.get(pk=request_id)
-    _record(request, RequestEvent.Kind.VIEWED, actor=actor)
+    RequestEvent.objects.create(
+        request_id=request_id, kind=RequestEvent.Kind.VIEWED, actor=actor, created_at=timezone.now()
+    )
 
 
 # --- Outbox -----------------------------------------------------------------
@@ -435,18 +459,13 @@ class TransientEmailError(Exception):
     pass
 
 
-def email_queue(*, request: ResetRequest | None, kind: str, to: str) -> OutboundEmail:
+def email_queue(*, request: ResetRequest | None, kind: str, to: str, actor: Actor = None) -> OutboundEmail:
     """Put an email in the outbox, in the caller's transaction, and hand its
     id to Celery once that transaction commits."""
     now = timezone.now()
     outbound = OutboundEmail.objects.create(request=request, kind=kind, to=to, created_at=now, next_attempt_at=now)
     if request is not None:
-        _record(
-            request,
-            RequestEvent.Kind.EMAIL_QUEUED,
-            message=outbound.get_kind_display(),
-            at=now,
-        )
+        _record(request, RequestEvent.Kind.EMAIL_QUEUED, actor=actor, message=outbound.get_kind_display(), at=now)
     transaction.on_commit(lambda: email_publish(email_id=outbound.pk))
     return outbound
 
@@ -469,8 +488,10 @@ def email_publish(*, email_id: int, countdown: float | None = None) -> bool:
 
 
 def _backoff_seconds(attempts: int) -> float:
-    """Exponential with full jitter: ~30 s, 1 min, 2 min, 4 min … capped at 30 min."""
-    return random.uniform(0.5, 1.0) * min(30 * 2 ** max(attempts - 1, 0), 1800)
+    """Exponential with jitter: ~EMAIL_RETRY_BASE_SECONDS (30 s), then twice
+    as long each time, capped at 30 minutes."""
+    base = settings.EMAIL_RETRY_BASE_SECONDS
+    return random.uniform(0.5, 1.0) * min(base * 2 ** max(attempts - 1, 0), 1800)
 
 
 @dataclass(frozen=True)
@@ -501,10 +522,16 @@ def email_send(*, email_id: int) -> SendResult:
         return SendResult(state=state or "missing")
 
     outbound = OutboundEmail.objects.select_related("request").get(pk=email_id)
+    connection = get_connection(fail_silently=False)
     try:
         message = emails.build_message(outbound)
+        message.connection = connection
+        # Opened here, the backend keeps the connection open after sending:
+        # QUIT waits until the row says sent (below).
+        connection.open()
         message.send(fail_silently=False)
     except Exception as exc:
+        _close_quietly(connection)
         return _email_failed(outbound, exc)
 
     sent_at = timezone.now()
@@ -519,6 +546,10 @@ def email_send(*, email_id: int) -> SendResult:
                 message=outbound.get_kind_display(),
                 at=sent_at,
             )
+    # The server accepted the message and the row says so: only now QUIT. A
+    # worker that dies during QUIT leaves a sent row, not a stale claim that
+    # the sweeper would send a second time.
+    _close_quietly(connection)
     logger.info(
         "email sent id=%s kind=%s attempts=%s",
         email_id,
@@ -526,6 +557,14 @@ def email_send(*, email_id: int) -> SendResult:
         outbound.attempts,
     )
     return SendResult(state=OutboundEmail.State.SENT)
+
+
+def _close_quietly(connection: Any) -> None:
+    """Close an SMTP connection; a failure to say QUIT changes nothing."""
+    try:
+        connection.close()
+    except Exception as exc:
+        logger.warning("closing the SMTP connection failed: %s", type(exc).__name__)
 
 
 def _is_transient(exc: Exception) -> bool:

@@ -56,8 +56,16 @@ def _looks_like_bot(request: HttpRequest, form: ResetRequestForm) -> bool:
 
 
 def _over_rate_limit(request: HttpRequest, *, group: str, key: str, rate: str) -> bool:
-    """Count one submission against ``key`` in the shared cache."""
-    return is_ratelimited(request, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
+    """Count one submission against ``key`` in the shared cache.
+
+    Fails open: with the cache (Redis) down a patient's request is still
+    taken — the outbox keeps its emails until the broker is back — rather
+    than answered with a 500. The limit is a guard, not a gate."""
+    try:
+        return is_ratelimited(request, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
+    except Exception as exc:  # the cache backend's own errors (redis.ConnectionError …)
+        logger.warning("rate limit %s not checked, the cache is unavailable: %s", group, type(exc).__name__)
+        return False
 
 
 def _confirmation(reference: str) -> HttpResponse:

@@ -278,7 +278,7 @@ def test_it_resends_the_acknowledgment(staff_client, staff, django_capture_on_co
 
     assert [m.to for m in mail.outbox] == [[rr.email]]
     assert rr.emails.get().kind == OutboundEmail.Kind.ACKNOWLEDGMENT
-    assert rr.events.filter(kind=RequestEvent.Kind.NOTE, actor=staff).exists()
+    assert rr.events.filter(kind=RequestEvent.Kind.EMAIL_QUEUED, actor=staff).exists()
 
 
 # --- Identity check and notes ----------------------------------------------------

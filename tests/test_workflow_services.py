@@ -422,3 +422,40 @@ def test_it_refuses_to_delete_the_timeline_through_its_request(event, reset_requ
 def _edited(event: RequestEvent) -> RequestEvent:
     event.message = "Never called"
     return event
+
+
+# --- Assignment under concurrency, resend -----------------------------------
+
+
+def test_it_refuses_an_assignment_when_someone_else_took_the_request_first(staff_user, superuser):
+    request = ResetRequestFactory()
+    services.request_assign(request_id=request.pk, assignee=superuser, actor=superuser)
+    with pytest.raises(services.ConcurrentChange):
+        services.request_assign(
+            request_id=request.pk,
+            assignee=staff_user,
+            actor=staff_user,
+            expected_status="new",
+            expected_assignee_id=None,
+        )
+    request.refresh_from_db()
+    assert request.assignee == superuser
+    assert request.events.filter(kind=RequestEvent.Kind.ASSIGNED).count() == 1
+
+
+def test_it_resends_the_acknowledgment_as_a_new_outbox_row_recording_who(
+    staff_user, django_capture_on_commit_callbacks
+):
+    request = ResetRequestFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.request_resend_acknowledgment(request_id=request.pk, actor=staff_user)
+        services.request_resend_acknowledgment(request_id=request.pk, actor=staff_user)
+    assert request.emails.filter(kind="acknowledgment", state="sent").count() == 2
+    assert request.events.filter(kind=RequestEvent.Kind.EMAIL_QUEUED, actor=staff_user).count() == 2
+
+
+def test_it_sends_no_acknowledgment_again_for_an_ended_request(staff_user):
+    request = ResetRequestFactory(closed=True)
+    with pytest.raises(services.TransitionNotAllowed):
+        services.request_resend_acknowledgment(request_id=request.pk, actor=staff_user)
+    assert not request.emails.exists()
