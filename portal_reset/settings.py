@@ -99,7 +99,7 @@ if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
     SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003"]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "requests_app.apps.StaffAdminConfig",  # django.contrib.admin, with TOTP
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_ratelimit",
+    "axes",
     "requests_app",
 ]
 
@@ -126,6 +127,14 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses any login attempt for a locked-out account.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "portal_reset.urls"
@@ -300,6 +309,18 @@ SUBMIT_MIN_SECONDS = env.int("SUBMIT_MIN_SECONDS", default=3)
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 STAFF_MFA = env.bool("STAFF_MFA", default=not DEBUG)
 STAFF_SESSION_IDLE_MINUTES = _positive_int("STAFF_SESSION_IDLE_MINUTES", 30)
+
+# Failed staff logins: an account is locked after STAFF_LOGIN_FAILURE_LIMIT
+# wrong passwords from anywhere, even for the right one, until
+# STAFF_LOCKOUT_MINUTES have passed; so is an address that fails that often
+# across accounts (password spraying).
+AXES_FAILURE_LIMIT = _positive_int("STAFF_LOGIN_FAILURE_LIMIT", 4)
+AXES_COOLOFF_TIME = _positive_int("STAFF_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "requests_app.request_context.axes_client_ip"
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
+AXES_VERBOSE = False
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # Load balancers probe the health check over plain HTTP inside the network.
