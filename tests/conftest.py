@@ -4,13 +4,16 @@ PostgreSQL, Redis and worker processes (see tests/services.py)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.cache import cache
+from django.core.management import call_command
 from django.utils import timezone
 
 from portal_reset.celery import app as celery_app
@@ -51,6 +54,26 @@ def staff_user(db: None) -> Any:
     return get_user_model().objects.create_user(
         username="nurse", password="correct horse battery staple", is_staff=True, first_name="Nora", last_name="Nurse"
     )
+
+
+@pytest.fixture
+def staff_group(db: None) -> Any:
+    """The least-privilege group, as setup_staff_group makes it."""
+    call_command("setup_staff_group", stdout=io.StringIO())
+    return Group.objects.get(name="Reset staff")
+
+
+@pytest.fixture
+def staff(staff_user: Any, staff_group: Any) -> Any:
+    """A staff member in the staff group."""
+    staff_user.groups.add(staff_group)
+    return staff_user
+
+
+@pytest.fixture
+def staff_client(client: Any, staff: Any) -> Any:
+    client.force_login(staff)
+    return client
 
 
 @pytest.fixture

@@ -10,10 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -24,24 +21,6 @@ from .factories import OutboundEmailFactory, ResetRequestFactory
 pytestmark = pytest.mark.django_db
 
 LIST = "/admin/requests_app/resetrequest/"
-
-
-@pytest.fixture
-def staff_group() -> Group:
-    call_command("setup_staff_group", stdout=io.StringIO())
-    return Group.objects.get(name="Reset staff")
-
-
-@pytest.fixture
-def staff(staff_user: Any, staff_group: Group) -> Any:
-    staff_user.groups.add(staff_group)
-    return staff_user
-
-
-@pytest.fixture
-def staff_client(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
 
 
 def listed(response: Any) -> list[str]:

@@ -5,7 +5,6 @@ nobody can change, and the audit of who opened the page."""
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +13,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.core import mail
-from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -29,30 +27,12 @@ pytestmark = pytest.mark.django_db
 Status = ResetRequest.Status
 
 
-@pytest.fixture
-def staff_group() -> Group:
-    call_command("setup_staff_group", stdout=io.StringIO())
-    return Group.objects.get(name="Reset staff")
-
-
 def make_staff(username: str, group: Group, **names: str) -> Any:
     user = get_user_model().objects.create_user(
         username=username, password="correct horse battery staple", is_staff=True, **names
     )
     user.groups.add(group)
     return user
-
-
-@pytest.fixture
-def staff(staff_user: Any, staff_group: Group) -> Any:
-    staff_user.groups.add(staff_group)
-    return staff_user
-
-
-@pytest.fixture
-def staff_client(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
 
 
 def url(rr: ResetRequest, name: str = "change") -> str:
