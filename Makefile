@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # Web server, Celery worker and Celery beat on one machine with no servers:
 # SQLite and the filesystem broker under var/, emails as .eml in var/mail/.
 run: export DEBUG ?= 1
+run: export SITE_URL ?= http://127.0.0.1:$(PORT)
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py ensure_local_admin --url http://127.0.0.1:$(PORT)/
