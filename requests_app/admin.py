@@ -990,6 +990,7 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator
     search_fields = ("to", "request__reference")
     search_help_text = "Request reference or the exact address."
+    actions = ["send_again"]
     fields = (
         "request",
         "kind",
@@ -1012,6 +1013,22 @@ class OutboundEmailAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_send_again_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("requests_app.change_resetrequest")
+
+    @admin.action(description="Send again (as a new email)", permissions=["send_again"])
+    def send_again(self, request: HttpRequest, queryset: QuerySet[OutboundEmail]) -> None:
+        queued = []
+        for email_id in queryset.values_list("pk", flat=True)[:200]:
+            try:
+                services.email_send_again(email_id=email_id, actor=request.user)
+            except services.WorkflowError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                queued.append(f"#{email_id}")
+        if queued:
+            self.message_user(request, f"Queued again as new emails: {', '.join(queued)}.", messages.SUCCESS)
 
     @admin.display(description="Queued")
     def queued(self, obj: OutboundEmail) -> str:

@@ -470,6 +470,19 @@ def email_queue(*, request: ResetRequest | None, kind: str, to: str, actor: Acto
     return outbound
 
 
+def email_send_again(*, email_id: int, actor: Actor) -> OutboundEmail:
+    """Queue a failed (or sent) email again as a new outbox row: history is
+    never edited. Atomic. Refused while the original is still on its way, and
+    for a request whose personal data was purged."""
+    with transaction.atomic():
+        original = OutboundEmail.objects.select_related("request").select_for_update().get(pk=email_id)
+        if original.state in (OutboundEmail.State.PENDING, OutboundEmail.State.SENDING):
+            raise WorkflowError(f"Email #{original.pk} is still being sent; wait for it to be sent or to fail.")
+        if not original.to:
+            raise WorkflowError(f"Email #{original.pk} has no address any more (personal data erased).")
+        return email_queue(request=original.request, kind=original.kind, to=original.to, actor=actor)
+
+
 def email_publish(*, email_id: int, countdown: float | None = None) -> bool:
     """Hand an outbox id to the broker. A broker that is down is logged and
     otherwise ignored: the row stays pending and the sweeper queues it again."""
