@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 export PORT
 
-.PHONY: run test lint format typecheck clean
+.PHONY: run test lint format typecheck clean translations messages
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed") if sys.version_info < (3, 11) else None'
@@ -16,16 +16,44 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $@
 
+# Compiled translations (.mo) are build output, not kept in git: rebuilt from
+# each .po that changed, with the standard library (no GNU gettext needed).
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
+
+$(MO_FILES): %.mo: %.po | $(BIN)/python
+	$(BIN)/python -m requests_app.catalogs $<
+
+translations: $(MO_FILES)
+
+# After changing any patient-facing wording: update each .po, then translate
+# the new strings (tests/test_i18n.py fails while one is left untranslated).
+# Staff pages (templates/admin) stay English, so they are not extracted.
+messages: $(VENV)/.installed
+	DEBUG=1 $(BIN)/python manage.py makemessages --locale=es --no-obsolete \
+		--ignore=.venv --ignore=node_modules --ignore=var --ignore=tests --ignore=templates/admin
+
 # Web server, Celery worker and Celery beat on one machine with no servers:
 # SQLite and the filesystem broker under var/, emails as .eml in var/mail/.
 run: export DEBUG ?= 1
 run: export SITE_URL ?= http://127.0.0.1:$(PORT)
-run: $(VENV)/.installed
+run: $(VENV)/.installed $(MO_FILES)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py ensure_local_admin --url http://127.0.0.1:$(PORT)/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
-test: $(VENV)/.installed
+# axe-core for tests/test_accessibility.py, reinstalled when the lock file
+# changes. Without npm (or the registry) make goes on: the browser tests then
+# skip, saying why, or fail under REQUIRE_SERVICES=1.
+node_modules/.installed: package.json package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: tests that need axe-core will skip"; \
+	elif npm ci --no-audit --no-fund; then \
+		touch $@; \
+	else \
+		echo "npm ci failed: tests that need axe-core will skip"; \
+	fi
+
+test: $(VENV)/.installed $(MO_FILES) node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -42,3 +70,14 @@ typecheck: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) var/test .pytest_cache
+
+# Benchmarks (README "Benchmarks"; issue 7). Not part of `make test`: about
+# ten minutes, on PostgreSQL (BENCH_POSTGRES_URL, default the local server)
+# with redis-server and wrk on PATH. Installs wrk as root with apt-get when
+# it is missing. Writes bench/results.json and prints the table.
+.PHONY: bench
+bench: $(VENV)/.installed $(MO_FILES)
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }; } || \
+		{ echo "make bench needs wrk: apt-get install -y wrk"; exit 1; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -188,6 +188,26 @@ class AssigneeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class StateFilter(admin.SimpleListFilter):
+    """Open or ended, and ended this week: where the dashboard's counts of
+    open requests and of those resolved this week lead."""
+
+    title = "open or ended"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("ended", "Ended"), ("ended_this_week", "Ended this week")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ResetRequest]) -> QuerySet[ResetRequest]:
+        if self.value() == "open":
+            return queryset.filter(is_open=True)
+        if self.value() == "ended":
+            return queryset.filter(is_open=False)
+        if self.value() == "ended_this_week":
+            return queryset.filter(ended_at__gte=selectors.week_start())
+        return queryset
+
+
 # --- Read-only pieces of the change page ------------------------------------
 
 
@@ -400,7 +420,7 @@ class ResetRequestAdmin(admin.ModelAdmin):
         "reason_short",
     )
     list_display_links = ("reference",)
-    list_filter = ("status", "reason", OverdueFilter, AssigneeFilter)
+    list_filter = ("status", StateFilter, "reason", OverdueFilter, AssigneeFilter)
     list_select_related = ("assignee",)
     list_per_page = 50
     # Only orderings an index serves.

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
 
 from .models import OutboundEmail
 from .selectors import requests_overdue
@@ -72,21 +73,32 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
 
 def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
     """(subject, plain text, HTML) for one kind of email."""
-    subject = render_to_string(f"emails/{kind}_subject.txt", context)
-    subject = " ".join(subject.split())  # one line, whatever the template did
+    # One line, whatever the template did.
+    subject = " ".join(render_to_string(f"emails/{kind}_subject.txt", context).split())
     text = render_to_string(f"emails/{kind}_body.txt", context)
     html = render_to_string(f"emails/{kind}_body.html", context)
     return subject, text, html
 
 
+def email_language(outbound: OutboundEmail) -> str:
+    """The patient's language for their own emails; English for staff."""
+    if outbound.kind in PATIENT_KINDS and outbound.request is not None:
+        return outbound.request.language
+    return "en"
+
+
 def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
-    subject, text, html = render(outbound.kind, email_context(outbound))
+    # The worker has no request to take a language from: each email says
+    # which one it is written in.
+    language = email_language(outbound)
+    with translation.override(language):
+        subject, text, html = render(outbound.kind, email_context(outbound))
     message = EmailMultiAlternatives(
         subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[outbound.to],
-        headers={"Message-ID": outbound.message_id},
+        headers={"Message-ID": outbound.message_id, "Content-Language": language},
         # A patient's reply reaches the front desk, not an unread mailbox.
         reply_to=[settings.PRACTICE_CONTACT_EMAIL] if outbound.kind in PATIENT_KINDS else None,
     )

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 # Crockford-style alphabet without the letters and digits that are confused
 # over the phone or in handwriting (0/O, 1/I/L, U/V).
@@ -48,14 +49,15 @@ class Status(models.TextChoices):
 
 
 class Reason(models.TextChoices):
-    LINK_EXPIRED = "link_expired", "The invitation link expired"
-    NEVER_RECEIVED = "never_received", "I never received the invitation email"
+    # Patients pick one on the form, in their language; staff read it in English.
+    LINK_EXPIRED = "link_expired", _("The invitation link expired")
+    NEVER_RECEIVED = "never_received", _("I never received the invitation email")
     SECURITY_CODE = (
         "security_code",
-        "The security code does not arrive or does not work",
+        _("The security code does not arrive or does not work"),
     )
-    SHARED_ACCOUNT = "shared_account", "Family members share one email address"
-    OTHER = "other", "Something else"
+    SHARED_ACCOUNT = "shared_account", _("Family members share one email address")
+    OTHER = "other", _("Something else")
 
 
 class Outcome(models.TextChoices):
@@ -139,6 +141,8 @@ class ResetRequest(models.Model):
 
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
     close_reason = models.CharField(max_length=20, choices=CloseReason.choices, blank=True)
+    # The patient's language when they filed: their emails are written in it.
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
 
     personal_data_purged_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -177,11 +181,27 @@ class ResetRequest(models.Model):
         indexes = [
             # The staff list's default order: open first, oldest first.
             models.Index(fields=["-is_open", "submitted_at"], name="rr_queue_order"),
-            models.Index(fields=["status", "submitted_at"], name="rr_status_submitted"),
-            models.Index(fields=["is_open", "due_at"], name="rr_open_due"),
-            models.Index(fields=["assignee", "is_open", "submitted_at"], name="rr_assignee_queue"),
-            models.Index(fields=["reason", "submitted_at"], name="rr_reason_submitted"),
-            models.Index(fields=["email"], name="rr_email"),
+            # The list filtered by status, reason or assignee, in the list's
+            # own order (the admin adds -pk to make it total): the database
+            # reads the first page straight off the index. Without is_open in
+            # them, PostgreSQL walks rr_queue_order past every open request
+            # to find the first resolved one (0.3 s at a million rows).
+            models.Index(fields=["status", "-is_open", "submitted_at", "-id"], name="rr_status_queue"),
+            models.Index(fields=["reason", "-is_open", "submitted_at", "-id"], name="rr_reason_queue"),
+            models.Index(fields=["assignee", "-is_open", "submitted_at", "-id"], name="rr_assignee_queue"),
+            # Overdue (selectors.overdue_q): the list's filter and count and
+            # the daily digest; is_open rides along for the list's filter.
+            models.Index(
+                fields=["due_at", "is_open"],
+                condition=Q(status__in=["new", "in_progress"]),
+                name="rr_overdue",
+            ),
+            # Equality and prefix (LIKE 'x%') search on PostgreSQL whatever
+            # the database's collation; a plain index serves LIKE only under
+            # the C collation. Ignored by SQLite, where it is a plain index.
+            # The name search's UPPER(...) indexes are PostgreSQL-only: see
+            # migrations/0003_queue_and_search_indexes.py.
+            models.Index(fields=["email"], opclasses=["varchar_pattern_ops"], name="rr_email_prefix"),
             models.Index(fields=["last_name"], name="rr_last_name"),
             models.Index(fields=["phone"], name="rr_phone"),
             models.Index(fields=["ended_at"], name="rr_ended"),

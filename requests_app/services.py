@@ -13,15 +13,14 @@ import smtplib
 import socket
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.views.decorators.debug import sensitive_variables
 
 from . import emails
@@ -34,10 +33,14 @@ from .models import (
 )
 from .selectors import requests_overdue
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 logger = logging.getLogger(__name__)
 
 Status = ResetRequest.Status
-Actor = AbstractBaseUser | None
+# The staff member acting, or None for the system (beat, a patient's form).
+Actor = Optional["User"]
 
 
 # --- Domain errors ----------------------------------------------------------
@@ -117,6 +120,8 @@ class Submission:
     reason: str
     details: str = ""
     family: tuple[tuple[str, str, date], ...] = ()
+    # The language the patient used the site in: their emails are in it.
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,13 @@ def _submit_once(submission: Submission) -> SubmitResult:
         .filter(email=submission.email, date_of_birth=submission.date_of_birth, is_open=True)
         .first()
     )
+    language = _patient_language(submission.language)
     if existing is not None:
+        if existing.language != language:
+            # The fresh acknowledgment (and later emails) follow the language
+            # the patient used last.
+            ResetRequest.objects.filter(pk=existing.pk).update(language=language)
+            existing.language = language
         _record(existing, RequestEvent.Kind.DUPLICATE, message=_describe(submission), at=now)
         email_queue(request=existing, kind=OutboundEmail.Kind.ACKNOWLEDGMENT, to=existing.email)
         return SubmitResult(request=existing, created=False)
@@ -170,6 +181,7 @@ def _submit_once(submission: Submission) -> SubmitResult:
         appointment_date=submission.appointment_date,
         reason=submission.reason,
         details=submission.details,
+        language=language,
         submitted_at=now,
         due_at=now + timedelta(hours=settings.RESET_SLA_HOURS),
     )
@@ -188,13 +200,20 @@ def _submit_once(submission: Submission) -> SubmitResult:
     return SubmitResult(request=request, created=True)
 
 
+def _patient_language(code: str) -> str:
+    return code if code in dict(settings.LANGUAGES) else "en"
+
+
 def _describe(submission: Submission) -> str:
-    """What a repeated submission said, for staff on the timeline."""
+    """What a repeated submission said, for staff on the timeline (in
+    English, whatever language the patient used)."""
+    with translation.override("en"):
+        reason = str(ResetRequest.Reason(submission.reason).label)
     lines = [
         f"Name: {submission.first_name} {submission.last_name}",
         f"Phone: {submission.phone}",
         f"Appointment: {submission.appointment_date.isoformat()}",
-        f"Reason: {ResetRequest.Reason(submission.reason).label}",
+        f"Reason: {reason}",
     ]
     lines += [f"Family member: {first} {last} ({dob.isoformat()})" for first, last, dob in submission.family]
     if submission.details:
@@ -213,12 +232,14 @@ def _move(
     fields: dict[str, Any] | None = None,
     message: str = "",
     expected_status: str | None = None,
+    claim: Q | None = None,
 ) -> ResetRequest:
     """Move one request to ``to_status`` if the workflow allows it.
 
     The write is a conditional UPDATE on the status read just before, so of
     two staff acting at once exactly one wins; the other gets
-    ConcurrentChange and nothing is written for them.
+    ConcurrentChange and nothing is written for them. ``claim`` adds to the
+    UPDATE's condition what else must not have changed since that read.
     """
     now = timezone.now()
     request = ResetRequest.objects.get(pk=request_id)
@@ -245,7 +266,7 @@ def _move(
     if not changes["is_open"]:
         changes["ended_at"] = now
     with transaction.atomic():
-        claimed = ResetRequest.objects.filter(pk=request_id, status=current).update(**changes)
+        claimed = ResetRequest.objects.filter(Q(pk=request_id, status=current), claim or Q()).update(**changes)
         if claimed != 1:
             raise ConcurrentChange(
                 f"{request.reference} was changed by someone else at the same time; nothing was saved."
@@ -270,25 +291,32 @@ def _move(
 
 def request_start(*, request_id: int, actor: Actor, expected_status: str | None = None) -> ResetRequest:
     """new → in progress, or waiting → in progress (the patient answered).
-    Starting an unassigned request assigns it to the one who starts it."""
-    request = ResetRequest.objects.only("assignee_id").get(pk=request_id)
-    fields: dict[str, Any] = {}
-    if request.assignee_id is None and actor is not None:
-        fields["assignee"] = actor
-    moved = _move(
-        request_id=request_id,
-        to_status=Status.IN_PROGRESS,
-        actor=actor,
-        fields=fields,
-        expected_status=expected_status,
-    )
-    if "assignee" in fields:
-        _record(
-            moved,
-            RequestEvent.Kind.ASSIGNED,
+    Starting an unassigned request assigns it to the one who starts it,
+    in the same transaction as the move and its events."""
+    with transaction.atomic():
+        request = ResetRequest.objects.only("assignee_id").get(pk=request_id)
+        fields: dict[str, Any] = {}
+        claim = None
+        if request.assignee_id is None and actor is not None:
+            fields["assignee"] = actor
+            # Only if nobody took it since the read above: someone's "assign
+            # to me" in between must not be overwritten behind their back.
+            claim = Q(assignee__isnull=True)
+        moved = _move(
+            request_id=request_id,
+            to_status=Status.IN_PROGRESS,
             actor=actor,
-            message=f"Assigned to {_name(actor)}",
+            fields=fields,
+            expected_status=expected_status,
+            claim=claim,
         )
+        if "assignee" in fields:
+            _record(
+                moved,
+                RequestEvent.Kind.ASSIGNED,
+                actor=actor,
+                message=f"Assigned to {_name(actor)}",
+            )
     return moved
 
 
@@ -599,13 +627,16 @@ def _is_transient(exc: Exception) -> bool:
     )
 
 
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
 def _describe_error(exc: Exception) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
-        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        return f"{exc.smtp_code} {text}"[:500]
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"[:500]
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        code, text = next(iter(exc.recipients.values()))
-        return f"{code} {text.decode(errors='replace')}"[:500]
+        code, reply = next(iter(exc.recipients.values()))
+        return f"{code} {_text(reply)}"[:500]
     return f"{type(exc).__name__}: {exc}"[:500]
 
 

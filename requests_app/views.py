@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from django.conf import settings
 from django.core import signing
@@ -115,7 +116,10 @@ def reset_request(request: HttpRequest) -> HttpResponse:
                 # Looks accepted; nothing is stored or sent.
                 logger.info("reset form dropped as automated")
                 return _confirmation(new_reference())
-            result = services.request_submit(submission=to_submission(form, family))
+            # Inline, not a local: error reports list this frame's variables.
+            result = services.request_submit(
+                submission=replace(to_submission(form, family), language=request.LANGUAGE_CODE)
+            )
             return _confirmation(result.request.reference)
     else:
         form = ResetRequestForm()

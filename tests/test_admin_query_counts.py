@@ -1,0 +1,169 @@
+"""What a staff page costs in queries, and that the cost does not grow with
+the table: the list (as it opens, filtered, searched), a request's page
+(short and long timelines) and the CSV export cost exactly as many queries
+with 1,000 requests as with 10.
+
+The budgets are exact: a new query on one of these pages is a decision to
+make on purpose (and to write down here), not a side effect.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from requests_app import services
+from requests_app.models import FamilyMember, ResetRequest
+
+from .factories import OutboundEmailFactory, ResetRequestFactory
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/admin/requests_app/resetrequest/"
+
+# Every staff page starts with the session, the user, the user's and the
+# group's permissions, and ends by saving the session (an UPDATE between a
+# savepoint and its release, here inside the test's transaction): sessions
+# slide, SESSION_SAVE_EVERY_REQUEST for the idle timeout.
+AROUND_EVERY_PAGE = 4 + 3
+# The list: the capped count (LIMIT 10001) and the page of rows with their
+# assignees (select_related). Filtered or searched, the same two.
+LIST_BUDGET = AROUND_EVERY_PAGE + 2
+# The export: the changelist's capped count, then one streamed query.
+EXPORT_BUDGET = AROUND_EVERY_PAGE + 2
+# A request's page: the request (with assignee and verifier), the view event
+# written for the audit, the timeline with its actors, the emails, then the
+# family members (an EXISTS to skip an empty table, then the inline's rows).
+CHANGE_BUDGET = AROUND_EVERY_PAGE + 6
+
+
+@pytest.fixture
+def staff(staff_user: Any) -> Any:
+    call_command("setup_staff_group", stdout=io.StringIO())
+    staff_user.groups.add(Group.objects.get(name="Reset staff"))
+    return staff_user
+
+
+@pytest.fixture
+def staff_client(client: Client, staff: Any) -> Client:
+    client.force_login(staff)
+    return client
+
+
+def seed(count: int) -> None:
+    """``count`` more demo requests in every status, assigned among five staff."""
+    for number in range(5 - get_user_model().objects.filter(is_staff=True).count() + 1):
+        get_user_model().objects.create_user(f"demo-staff-{number}", is_staff=True, first_name="Demo")
+    call_command("seed_demo", "--requests", str(count), stdout=io.StringIO())
+
+
+def count_queries(do: Callable[[], Any]) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        do()
+    return len(queries)
+
+
+def get(client: Client, url: str, params: dict[str, str] | None = None) -> Callable[[], Any]:
+    def do() -> Any:
+        response = client.get(url, params or {})
+        assert response.status_code == 200, (url, params, response.status_code)
+        if response.streaming:
+            b"".join(response.streaming_content)
+        return response
+
+    return do
+
+
+def a_reference() -> str:
+    return ResetRequest.objects.order_by("pk").values_list("reference", flat=True).first()
+
+
+LIST_PAGES: list[tuple[str, Callable[[], dict[str, str]], int]] = [
+    ("as it opens", dict, LIST_BUDGET),
+    ("filtered by status", lambda: {"status__exact": "in_progress"}, LIST_BUDGET),
+    ("open only", lambda: {"state": "open"}, LIST_BUDGET),
+    ("overdue", lambda: {"overdue": "yes"}, LIST_BUDGET),
+    ("assigned to nobody", lambda: {"assigned": "nobody"}, LIST_BUDGET),
+    ("searched by reference", lambda: {"q": a_reference()}, LIST_BUDGET),
+    ("searched by last name", lambda: {"q": "Garcia"}, LIST_BUDGET),
+    (
+        "searched by reference, lower case without the dash",
+        lambda: {"q": a_reference().replace("-", "").lower()},
+        LIST_BUDGET,
+    ),
+]
+
+
+@pytest.mark.parametrize(("page", "params", "budget"), LIST_PAGES, ids=[page for page, _, _ in LIST_PAGES])
+def test_it_shows_the_list_with_the_same_queries_for_10_and_1000_requests(staff_client, page, params, budget):
+    seed(10)
+    with_ten = count_queries(get(staff_client, LIST, params()))
+    seed(990)
+    assert ResetRequest.objects.count() == 1000
+
+    with_thousand = count_queries(get(staff_client, LIST, params()))
+
+    assert (with_ten, with_thousand) == (budget, budget), page
+    assert get(staff_client, LIST, params())().context["cl"].result_list, f"{page}: nothing listed"
+
+
+def test_it_exports_10_or_1000_requests_as_csv_with_the_same_queries(staff_client):
+    seed(10)
+    with_ten = count_queries(get(staff_client, LIST + "export.csv"))
+    seed(990)
+
+    with_thousand = count_queries(get(staff_client, LIST + "export.csv"))
+
+    assert (with_ten, with_thousand) == (EXPORT_BUDGET, EXPORT_BUDGET)
+
+
+def request_with_events(staff: Any, notes: int) -> ResetRequest:
+    """A request in progress with ``notes`` notes on its timeline (plus its
+    start and assignment), a family member and an email."""
+    rr = ResetRequestFactory()
+    services.request_start(request_id=rr.pk, actor=staff)
+    for number in range(notes):
+        services.request_add_note(request_id=rr.pk, actor=staff, text=f"Called, no answer ({number})")
+    FamilyMember.objects.create(request=rr, first_name="Luis", last_name="Lopez")
+    OutboundEmailFactory(request=rr)
+    return rr
+
+
+def warm_up(client: Client, staff: Any) -> None:
+    """A running server has looked up the request's content type (Django
+    caches it for the process) long before: so has the test, before counting."""
+    get(client, f"{LIST}{request_with_events(staff, notes=0).pk}/change/")()
+
+
+def test_it_shows_a_request_with_2_or_200_events_with_the_same_queries(staff_client, staff):
+    seed(10)
+    warm_up(staff_client, staff)
+    short = request_with_events(staff, notes=0)
+    long = request_with_events(staff, notes=198)
+    assert (short.events.count(), long.events.count()) == (2, 200)
+    seed(990)
+
+    counts = [count_queries(get(staff_client, f"{LIST}{rr.pk}/change/")) for rr in (short, long)]
+
+    assert counts == [CHANGE_BUDGET, CHANGE_BUDGET]
+
+
+def test_it_shows_a_request_page_with_the_same_queries_whoever_wrote_its_timeline(staff_client, staff):
+    """Each event's actor comes with the event (select_related), not one
+    query per staff member on the timeline."""
+    warm_up(staff_client, staff)
+    rr = request_with_events(staff, notes=0)
+    for number in range(20):
+        colleague = get_user_model().objects.create_user(f"colleague-{number}", is_staff=True)
+        services.request_add_note(request_id=rr.pk, actor=colleague, text="Tried too")
+
+    assert count_queries(get(staff_client, f"{LIST}{rr.pk}/change/")) == CHANGE_BUDGET
