@@ -231,6 +231,8 @@ def production_env(
         "SUBMIT_RATE_PER_ADDRESS": "100000/h",
         "STAFF_MFA": "0",
         "VAR_DIR": str(var_dir),
+        # Collected once per run into a temporary VAR_DIR, never the checkout.
+        "STATIC_ROOT": str(var_dir / "static"),
         "LOG_LEVEL": "INFO",
     }
     values.update(extra)
