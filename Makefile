@@ -55,6 +55,7 @@ node_modules/.installed: package.json package-lock.json
 
 test: $(VENV)/.installed $(MO_FILES) node_modules/.installed
 	$(BIN)/ruff check .
+	DEBUG=1 $(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
