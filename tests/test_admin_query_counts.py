@@ -103,17 +103,19 @@ LIST_PAGES: list[tuple[str, Callable[[], dict[str, str]], int]] = [
 ]
 
 
-@pytest.mark.parametrize(("page", "params", "budget"), LIST_PAGES, ids=[page for page, _, _ in LIST_PAGES])
-def test_it_shows_the_list_with_the_same_queries_for_10_and_1000_requests(staff_client, page, params, budget):
+def test_it_shows_the_list_with_the_same_queries_for_10_and_1000_requests(staff_client):
     seed(10)
-    with_ten = count_queries(get(staff_client, LIST, params()))
+    with_ten = {page: count_queries(get(staff_client, LIST, params())) for page, params, _ in LIST_PAGES}
     seed(990)
     assert ResetRequest.objects.count() == 1000
 
-    with_thousand = count_queries(get(staff_client, LIST, params()))
+    with_thousand = {page: count_queries(get(staff_client, LIST, params())) for page, params, _ in LIST_PAGES}
 
-    assert (with_ten, with_thousand) == (budget, budget), page
-    assert get(staff_client, LIST, params())().context["cl"].result_list, f"{page}: nothing listed"
+    budgets = {page: budget for page, _, budget in LIST_PAGES}
+    assert with_ten == budgets
+    assert with_thousand == budgets
+    for page, params, _ in LIST_PAGES:
+        assert get(staff_client, LIST, params())().context["cl"].result_list, f"{page}: nothing listed"
 
 
 def test_it_exports_10_or_1000_requests_as_csv_with_the_same_queries(staff_client):

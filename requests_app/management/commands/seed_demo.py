@@ -20,6 +20,17 @@ LAST = "Garcia Smith Lopez Johnson Martinez Brown Rodriguez Davis Hernandez Mill
 STATUS_WEIGHTS = {"new": 4, "in_progress": 3, "waiting": 2, "resolved": 75, "closed": 16}
 
 
+def _unused_references(count: int) -> list[str]:
+    """``count`` random references that no stored request has: at a million
+    rows, a few random ones collide (the space is about 5 x 10^11)."""
+    references: set[str] = set()
+    while len(references) < count:
+        candidates = {new_reference() for _ in range(count - len(references))} - references
+        taken = set(ResetRequest.objects.filter(reference__in=candidates).values_list("reference", flat=True))
+        references |= candidates - taken
+    return list(references)
+
+
 class Command(BaseCommand):
     help = "Create N demo reset requests (fake patients) in every status, for trying the admin and for benchmarks."
 
@@ -50,7 +61,7 @@ class Command(BaseCommand):
                 verified = status == "resolved"
                 rows.append(
                     ResetRequest(
-                        reference=new_reference(),
+                        reference="",  # set below, unique
                         status_secret=new_status_secret(),
                         status=status,
                         is_open=is_open,
@@ -75,6 +86,8 @@ class Command(BaseCommand):
                         close_reason=rng.choice(ResetRequest.CloseReason.values) if status == "closed" else "",
                     )
                 )
+            for row, reference in zip(rows, _unused_references(len(rows)), strict=True):
+                row.reference = reference
             with transaction.atomic():
                 saved = ResetRequest.objects.bulk_create(rows, batch_size=1000)
                 RequestEvent.objects.bulk_create(
