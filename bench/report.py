@@ -21,6 +21,12 @@ def check_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             ">= 0.6 (and every POST a 303 that made a row)",
             t["post_ratio"] >= 0.6 and t["valid"],
         )
+        add(
+            "submit POST/s vs floor, worker stopped (web tier alone)",
+            t["post_ratio_web_only"],
+            ">= 0.6",
+            t["post_ratio_web_only"] >= 0.6 and t["valid"],
+        )
         add("GET /reset/ vs floor GET", t["get_ratio"], ">= 0.5", t["get_ratio"] >= 0.5)
     if a := r.get("ack_latency"):
         lat = a["latency_ms"]
@@ -78,6 +84,8 @@ def markdown_table(r: dict[str, Any]) -> str:
             "| /reset/ vs /floor/ | floor | ours | ratio |",
             "| --- | --- | --- | --- |",
             f"| POST (req/s; p50 / p99 ms) | {_cell(b['floor_post'])} | {_cell(b['ours_post'])} | {t['post_ratio']} |",
+            f"| POST, Celery worker stopped (web tier alone) | {_cell(b['floor_post'])} | "
+            f"{_cell(b['ours_post_web_only'])} | {t['post_ratio_web_only']} |",
             f"| GET (req/s; p50 / p99 ms) | {_cell(b['floor_get'])} | {_cell(b['ours_get'])} | {t['get_ratio']} |",
             f"| rows created by the POST runs | {b['floor_post']['rows_created']} | {b['ours_post']['rows_created']} "
             f"| all 303: {t['valid']} |",

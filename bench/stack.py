@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +206,16 @@ class BenchStack:
             diagnostics=self.diagnostics,
         )
         return time.monotonic() - started
+
+    @contextlib.contextmanager
+    def worker_paused(self) -> Iterator[None]:
+        """The Celery worker (all its processes) stopped, then resumed."""
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.worker.pid, signal.SIGCONT)
 
     def diagnostics(self) -> str:
         parts = [p.tail(30) for p in self.processes]
