@@ -79,9 +79,9 @@ def markdown_table(r: dict[str, Any]) -> str:
         "",
     ]
     if t := r.get("throughput"):
-        b = t["best"]
+        b = t["median"]
         lines += [
-            "| /reset/ vs /floor/ | floor | ours | ratio |",
+            "| /reset/ vs /floor/ | floor | ours | ratio (median round) |",
             "| --- | --- | --- | --- |",
             f"| POST (req/s; p50 / p99 ms) | {_cell(b['floor_post'])} | {_cell(b['ours_post'])} | {t['post_ratio']} |",
             f"| POST, Celery worker stopped (web tier alone) | {_cell(b['floor_post'])} | "
