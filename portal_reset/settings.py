@@ -88,6 +88,9 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache_url_config(_required("CACHE_URL", "locmemcache://"))}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # The same backend, without a new Redis client object per call.
+    CACHES["default"]["BACKEND"] = "portal_reset.cache.RedisCache"
 # django-ratelimit predates Django's own Redis cache and calls it "not
 # officially supported"; its incr() is Redis's atomic INCR, which is all
 # the rate limits need.
