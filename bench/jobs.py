@@ -48,24 +48,22 @@ def superuser(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def queue_emails(args: argparse.Namespace) -> dict[str, Any]:
-    """N acknowledgments put in the outbox in one transaction, the way
-    services.email_queue does it for a submission: rows first, then one
-    Celery message per row once the transaction commits."""
+    """N acknowledgments put in the outbox in one transaction, the way the
+    services queue emails: rows first, then their ids to Celery (in batches
+    of EMAIL_BATCH_SIZE) once the transaction commits."""
     missing = args.count - ResetRequest.objects.count()
     if missing > 0:
         call_command("seed_demo", requests=missing, stdout=io.StringIO())
     requests = list(ResetRequest.objects.order_by("-pk")[: args.count])
     marks: dict[str, float] = {}
-    ids: list[int] = []
     with transaction.atomic():
         # Registered first, so it runs first: the moment of the commit.
         transaction.on_commit(lambda: marks.setdefault("committed", time.monotonic()))
-        for request in requests:
-            ids.append(
-                services.email_queue(request=request, kind=OutboundEmail.Kind.ACKNOWLEDGMENT, to=request.email).pk
-            )
+        rows = services.email_queue_many(
+            emails=[(request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email) for request in requests]
+        )
     marks["published"] = time.monotonic()
-    return {"ids": ids, "committed": marks["committed"], "published": marks["published"]}
+    return {"ids": [row.pk for row in rows], "committed": marks["committed"], "published": marks["published"]}
 
 
 def _index_statements(table: str) -> tuple[list[str], list[str]]:

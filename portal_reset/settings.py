@@ -255,6 +255,10 @@ EMAIL_MAX_ATTEMPTS = _positive_int("EMAIL_MAX_ATTEMPTS", 6)
 # as long each time (with jitter), capped at 30 minutes — well below the
 # broker's visibility timeout.
 EMAIL_RETRY_BASE_SECONDS = _positive_int("EMAIL_RETRY_BASE_SECONDS", 30)
+# Outbox ids per Celery message: a worker sends one message's emails over one
+# SMTP connection (a submission's two emails, a sweep's backlog). Small
+# enough that a batch to a slow server ends well within the task time limit.
+EMAIL_BATCH_SIZE = 10
 
 # --- Celery -----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import logging
 import random
 import smtplib
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Optional
@@ -190,11 +191,12 @@ def _submit_once(submission: Submission) -> SubmitResult:
         for first, last, dob in submission.family
     )
     _record(request, RequestEvent.Kind.SUBMITTED, to_status=Status.NEW, at=now)
-    email_queue(request=request, kind=OutboundEmail.Kind.ACKNOWLEDGMENT, to=request.email)
-    email_queue(
-        request=request,
-        kind=OutboundEmail.Kind.STAFF_NEW_REQUEST,
-        to=settings.STAFF_NOTIFY_EMAIL,
+    # Both in one go: two rows, their events and one Celery message.
+    email_queue_many(
+        emails=[
+            (request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email),
+            (request, OutboundEmail.Kind.STAFF_NEW_REQUEST, settings.STAFF_NOTIFY_EMAIL),
+        ]
     )
     logger.info("reset request submitted reference=%s", request.reference)
     return SubmitResult(request=request, created=True)
@@ -488,14 +490,38 @@ class TransientEmailError(Exception):
 
 
 def email_queue(*, request: ResetRequest | None, kind: str, to: str, actor: Actor = None) -> OutboundEmail:
-    """Put an email in the outbox, in the caller's transaction, and hand its
+    """Put one email in the outbox, in the caller's transaction, and hand its
     id to Celery once that transaction commits."""
-    now = timezone.now()
-    outbound = OutboundEmail.objects.create(request=request, kind=kind, to=to, created_at=now, next_attempt_at=now)
-    if request is not None:
-        _record(request, RequestEvent.Kind.EMAIL_QUEUED, actor=actor, message=outbound.get_kind_display(), at=now)
-    transaction.on_commit(lambda: email_publish(email_id=outbound.pk))
+    [outbound] = email_queue_many(emails=[(request, kind, to)], actor=actor)
     return outbound
+
+
+def email_queue_many(
+    *, emails: Sequence[tuple[ResetRequest | None, str, str]], actor: Actor = None
+) -> list[OutboundEmail]:
+    """Put several emails ((request, kind, to) each) in the outbox with one
+    insert for the rows and one for their timeline events, in the caller's
+    transaction; after commit their ids go to Celery together (email_publish),
+    so one worker sends them over one SMTP connection."""
+    now = timezone.now()
+    rows = OutboundEmail.objects.bulk_create(
+        OutboundEmail(request=request, kind=kind, to=to, created_at=now, next_attempt_at=now)
+        for request, kind, to in emails
+    )
+    RequestEvent.objects.bulk_create(
+        RequestEvent(
+            request=row.request,
+            kind=RequestEvent.Kind.EMAIL_QUEUED,
+            actor=actor,
+            message=row.get_kind_display(),
+            created_at=now,
+        )
+        for row in rows
+        if row.request is not None
+    )
+    email_ids = [row.pk for row in rows]
+    transaction.on_commit(lambda: email_publish(email_ids=email_ids))
+    return rows
 
 
 def email_send_again(*, email_id: int, actor: Actor) -> OutboundEmail:
@@ -511,21 +537,26 @@ def email_send_again(*, email_id: int, actor: Actor) -> OutboundEmail:
         return email_queue(request=original.request, kind=original.kind, to=original.to, actor=actor)
 
 
-def email_publish(*, email_id: int, countdown: float | None = None) -> bool:
-    """Hand an outbox id to the broker. A broker that is down is logged and
-    otherwise ignored: the row stays pending and the sweeper queues it again."""
-    from .tasks import send_email
+def email_publish(*, email_ids: Sequence[int], countdown: float | None = None) -> int:
+    """Hand outbox ids to the broker, EMAIL_BATCH_SIZE to a message; return
+    how many were handed over. A broker that is down is logged and otherwise
+    ignored: those rows stay pending and the sweeper queues them again."""
+    from .tasks import send_emails
 
-    try:
-        send_email.apply_async(args=[email_id], countdown=countdown)
-    except Exception as exc:  # kombu raises many kinds when the broker is down
-        logger.warning(
-            "could not queue email id=%s, the sweeper will: %s",
-            email_id,
-            type(exc).__name__,
-        )
-        return False
-    return True
+    handed, size = 0, settings.EMAIL_BATCH_SIZE
+    for start in range(0, len(email_ids), size):
+        batch = list(email_ids[start : start + size])
+        try:
+            send_emails.apply_async(args=[batch], countdown=countdown)
+        except Exception as exc:  # kombu raises many kinds when the broker is down
+            logger.warning(
+                "could not queue %s emails, the sweeper will: %s",
+                len(email_ids) - handed,
+                type(exc).__name__,
+            )
+            break  # the rest would wait for the same broker in vain
+        handed += len(batch)
+    return handed
 
 
 def _backoff_seconds(attempts: int) -> float:
@@ -542,16 +573,35 @@ class SendResult:
 
 
 def email_send(*, email_id: int) -> SendResult:
-    """Send one outbox email, at most once per claim.
+    """Send one outbox email; see email_send_many."""
+    return email_send_many(email_ids=[email_id])[email_id]
 
-    Idempotent and safe to call twice or from two workers at once: the row is
-    claimed with a conditional UPDATE (pending → sending) and only the worker
-    whose UPDATE matched sends. SMTP happens outside any transaction; the row
-    is marked sent only after the server accepted the message. A claim older
-    than EMAIL_CLAIM_TIMEOUT_SECONDS belongs to a dead worker and may be
-    taken again — so a worker killed after the server accepted the message
-    but before marking it sent causes one duplicate (at-least-once).
+
+def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
+    """Send outbox emails one after another over one SMTP connection, each at
+    most once per claim.
+
+    Idempotent and safe to call twice or from two workers at once: each row
+    is claimed with a conditional UPDATE (pending → sending) and only the
+    worker whose UPDATE matched sends it. SMTP happens outside any
+    transaction; a row is marked sent right after the server accepted its
+    message, before the next message and before QUIT. A claim older than
+    EMAIL_CLAIM_TIMEOUT_SECONDS belongs to a dead worker and may be taken
+    again — so a worker killed after the server accepted a message but
+    before marking it sent causes one duplicate (at-least-once).
     """
+    # Opened at the first message actually sent, reopened after a failure.
+    connection = get_connection(fail_silently=False)
+    try:
+        return {email_id: _email_send_one(email_id, connection) for email_id in email_ids}
+    finally:
+        # Every row sent on this connection says so by now: only now QUIT. A
+        # worker that dies during QUIT leaves sent rows, not stale claims
+        # that the sweeper would send a second time.
+        _close_quietly(connection)
+
+
+def _email_send_one(email_id: int, connection: Any) -> SendResult:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
     claimed = OutboundEmail.objects.filter(
@@ -563,15 +613,16 @@ def email_send(*, email_id: int) -> SendResult:
         return SendResult(state=state or "missing")
 
     outbound = OutboundEmail.objects.select_related("request").get(pk=email_id)
-    connection = get_connection(fail_silently=False)
     try:
         message = emails.build_message(outbound)
         message.connection = connection
-        # Opened here, the backend keeps the connection open after sending:
-        # QUIT waits until the row says sent (below).
+        # Opened here (unless already open), the backend keeps the
+        # connection open after sending.
         connection.open()
         message.send(fail_silently=False)
     except Exception as exc:
+        # What the server made of the conversation is unknown: the next
+        # message starts on a new connection.
         _close_quietly(connection)
         return _email_failed(outbound, exc)
 
@@ -587,10 +638,6 @@ def email_send(*, email_id: int) -> SendResult:
                 message=outbound.get_kind_display(),
                 at=sent_at,
             )
-    # The server accepted the message and the row says so: only now QUIT. A
-    # worker that dies during QUIT leaves a sent row, not a stale claim that
-    # the sweeper would send a second time.
-    _close_quietly(connection)
     logger.info(
         "email sent id=%s kind=%s attempts=%s",
         email_id,
@@ -695,10 +742,7 @@ def outbox_sweep(*, grace_seconds: int = 60) -> int:
         .order_by("next_attempt_at", "pk")
         .values_list("pk", flat=True)[:500]
     )  # oldest first
-    count = 0
-    for email_id in due:
-        if email_publish(email_id=email_id):
-            count += 1
+    count = email_publish(email_ids=list(due))
     if count:
         logger.info("outbox sweep queued %s emails", count)
     return count

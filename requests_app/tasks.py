@@ -9,14 +9,17 @@ from . import services
 
 
 @shared_task(bind=True, max_retries=None)
-def send_email(self: Task, email_id: int) -> str:
-    """Send one outbox email. Idempotent: the service claims the row first,
-    so a second delivery of this message sends nothing."""
-    result = services.email_send(email_id=email_id)
-    if result.retry_in is not None:
-        # If this retry is lost (broker down), the sweeper finds the row.
-        raise self.retry(countdown=result.retry_in)
-    return result.state
+def send_emails(self: Task, email_ids: list[int]) -> dict[str, str]:
+    """Send outbox emails over one SMTP connection. Idempotent: the service
+    claims each row first, so a second delivery of this message sends
+    nothing. Emails that failed for a while are retried together after the
+    shortest of their backoffs."""
+    results = services.email_send_many(email_ids=email_ids)
+    retry = {email_id: result.retry_in for email_id, result in results.items() if result.retry_in is not None}
+    if retry:
+        # If this retry is lost (broker down), the sweeper finds the rows.
+        raise self.retry(args=[list(retry)], countdown=min(retry.values()))
+    return {str(email_id): result.state for email_id, result in results.items()}
 
 
 @shared_task

@@ -31,6 +31,7 @@ class ReceivedEmail:
     raw: bytes
     message: EmailMessage
     received_at: float  # time.monotonic()
+    session: int  # the same for messages sent over one SMTP connection
 
     @property
     def subject(self) -> str:
@@ -161,7 +162,7 @@ class SmtpRecorder:
                     return hold
         return None
 
-    def _record(self, envelope: Envelope) -> None:
+    def _record(self, envelope: Envelope, session: Session) -> None:
         raw = envelope.original_content or b""
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
@@ -171,6 +172,7 @@ class SmtpRecorder:
             raw=raw,
             message=parsed,
             received_at=time.monotonic(),
+            session=id(session),
         )
         with self._lock:
             self._messages.append(received)
@@ -202,8 +204,9 @@ class _Handler:
             # answers 250: a client that dies during the hold cancels this
             # coroutine and nothing is recorded.
             await self._wait(hold)
-        self.recorder._record(envelope)
-        self.recorder._session_rcpts[id(session)] = rcpts
+        self.recorder._record(envelope, session)
+        # A hold at QUIT waits for anyone who got a message in this session.
+        self.recorder._session_rcpts.setdefault(id(session), set()).update(rcpts)
         return "250 2.0.0 OK: queued"
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:

@@ -25,9 +25,16 @@ SUBMITTED_BUDGET = 0
 STATUS_BUDGET = 1
 # A new request: a savepoint around the submission, the patient's open
 # request looked for (SELECT … FOR UPDATE), the request, its "submitted"
-# event, the acknowledgment and the staff notification in the outbox with
-# an "email queued" event each, the savepoint released.
-SUBMIT_BUDGET = 9
+# event, the acknowledgment and the staff notification in the outbox (one
+# insert) with their "email queued" events (one insert), the savepoint
+# released.
+SUBMIT_BUDGET = 7
+# The same patient again while that request is open: the savepoint, the
+# open request found, its "submitted again" event, the acknowledgment and
+# its event, the savepoint released.
+DUPLICATE_BUDGET = 6
+# /healthz: SELECT 1.
+HEALTHZ_BUDGET = 1
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +67,22 @@ def test_it_files_a_request_within_its_budget(client: Client, form_data, django_
 
     assert response.status_code in (302, 303)
     assert ResetRequest.objects.filter(email=form_data()["email"]).count() == 1
+
+
+def test_it_attaches_a_repeated_request_within_its_budget(client: Client, form_data, django_assert_max_num_queries):
+    client.post("/reset/", form_data())
+
+    response = within(DUPLICATE_BUDGET, django_assert_max_num_queries, lambda: client.post("/reset/", form_data()))
+
+    assert response.status_code in (302, 303)
+    request = ResetRequest.objects.get(email=form_data()["email"])
+    assert request.events.filter(kind="duplicate").count() == 1
+
+
+def test_it_answers_the_health_check_within_its_budget(client: Client, django_assert_max_num_queries):
+    response = within(HEALTHZ_BUDGET, django_assert_max_num_queries, lambda: client.get("/healthz"))
+
+    assert response.status_code == 200
 
 
 def test_it_shows_the_confirmation_within_its_budget(client: Client, django_assert_max_num_queries):
