@@ -94,6 +94,9 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 # django-ratelimit predates Django's own Redis cache and calls it "not
 # officially supported"; its incr() is Redis's atomic INCR, which is all
 # the rate limits need.
+# Rendered page fragments that are the same for everyone (the empty reset
+# form, per language): kept in each process, as templates are.
+CACHES["fragments"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fragments"}
 SILENCED_SYSTEM_CHECKS: list[str] = ["django_ratelimit.W001"]
 if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
     # Rate limits live in the cache. Local memory is per process, which is

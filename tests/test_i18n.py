@@ -113,6 +113,17 @@ def test_it_shows_the_form_in_spanish_with_the_reasons_in_spanish(client):
     )
 
 
+def test_it_serves_each_language_its_own_copy_of_the_empty_form(client):
+    # The empty form is rendered once per language and process, then reused.
+    spanish_first = client.get("/reset/", **SPANISH).content.decode()
+    english = client.get("/reset/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    spanish_again = client.get("/reset/", **SPANISH).content.decode()
+
+    assert "Fecha de nacimiento" in spanish_first and "Fecha de nacimiento" in spanish_again
+    assert "Date of birth" in english and "Fecha de nacimiento" not in english
+    assert "Familiar 1" in spanish_again and "Family member 1" in english
+
+
 @pytest.mark.django_db
 def test_it_shows_the_form_errors_in_spanish(client):
     response = client.post("/reset/", {"email": "not an address"}, **SPANISH)

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def redis_cache(redis_db_url, settings):
-    settings.CACHES = {"default": {"BACKEND": "portal_reset.cache.RedisCache", "LOCATION": redis_db_url}}
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {"BACKEND": "portal_reset.cache.RedisCache", "LOCATION": redis_db_url},
+    }
     cache = caches["default"]
     yield cache
     cache.clear()

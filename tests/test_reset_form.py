@@ -63,6 +63,18 @@ def test_it_shows_the_form_with_the_field_names_of_the_spec(client):
         assert f'name="{name}"' in html
 
 
+def test_it_shows_what_was_typed_and_the_errors_after_the_empty_form_was_served(client, submit):
+    client.get("/reset/")  # the empty form, now kept rendered
+
+    response = submit(valid_form_data(first_name="Zelda", email="not an address"))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'value="Zelda"' in html
+    assert "Enter a valid email address." in html
+    assert ResetRequest.objects.count() == 0
+
+
 def test_it_accepts_a_valid_form_and_stores_what_was_typed(submit):
     response = submit(valid_form_data(details="Tried twice on my phone."))
 
