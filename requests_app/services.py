@@ -581,38 +581,60 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     """Send outbox emails one after another over one SMTP connection, each at
     most once per claim.
 
-    Idempotent and safe to call twice or from two workers at once: each row
-    is claimed with a conditional UPDATE (pending → sending) and only the
-    worker whose UPDATE matched sends it. SMTP happens outside any
-    transaction; a row is marked sent right after the server accepted its
-    message, before the next message and before QUIT. A claim older than
-    EMAIL_CLAIM_TIMEOUT_SECONDS belongs to a dead worker and may be taken
-    again — so a worker killed after the server accepted a message but
-    before marking it sent causes one duplicate (at-least-once).
+    Idempotent and safe to call twice or from two workers at once: the rows
+    are claimed first (_email_claim) and only the worker that claimed a row
+    sends it. SMTP happens outside any transaction; a row is marked sent
+    right after the server accepted its message, before the next message and
+    before QUIT. A claim older than EMAIL_CLAIM_TIMEOUT_SECONDS belongs to a
+    dead worker and may be taken again — so a worker killed after the server
+    accepted a message but before marking it sent causes one duplicate
+    (at-least-once).
     """
-    # Opened at the first message actually sent, reopened after a failure.
+    claimed = _email_claim(email_ids)
+    others = [email_id for email_id in email_ids if email_id not in claimed]
+    states = dict(OutboundEmail.objects.filter(pk__in=others).values_list("pk", "state")) if others else {}
+    results = {email_id: SendResult(state=states.get(email_id, "missing")) for email_id in others}
+    # Opened at the first message, reopened after a failure.
     connection = get_connection(fail_silently=False)
     try:
-        return {email_id: _email_send_one(email_id, connection) for email_id in email_ids}
+        for email_id in email_ids:
+            if email_id in claimed:
+                results[email_id] = _email_send_claimed(claimed[email_id], connection)
     finally:
         # Every row sent on this connection says so by now: only now QUIT. A
         # worker that dies during QUIT leaves sent rows, not stale claims
         # that the sweeper would send a second time.
         _close_quietly(connection)
+    return {email_id: results[email_id] for email_id in email_ids}
 
 
-def _email_send_one(email_id: int, connection: Any) -> SendResult:
+def _email_claim(email_ids: Sequence[int]) -> dict[int, OutboundEmail]:
+    """Claim for this worker the rows among ``email_ids`` that may be sent:
+    pending, or claimed so long ago that their worker died. A row another
+    worker is claiming at the same moment is skipped, not waited for (SKIP
+    LOCKED on PostgreSQL; on SQLite an IMMEDIATE transaction lets one writer
+    in at a time), so each row is claimed by one worker only."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
-    claimed = OutboundEmail.objects.filter(
-        Q(state=OutboundEmail.State.PENDING) | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale),
-        pk=email_id,
-    ).update(state=OutboundEmail.State.SENDING, claimed_at=now, attempts=F("attempts") + 1)
-    if claimed != 1:
-        state = OutboundEmail.objects.filter(pk=email_id).values_list("state", flat=True).first()
-        return SendResult(state=state or "missing")
+    with transaction.atomic():
+        rows = list(
+            OutboundEmail.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("request")
+            .filter(
+                Q(state=OutboundEmail.State.PENDING) | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale),
+                pk__in=email_ids,
+            )
+        )
+        if rows:
+            OutboundEmail.objects.filter(pk__in=[row.pk for row in rows]).update(
+                state=OutboundEmail.State.SENDING, claimed_at=now, attempts=F("attempts") + 1
+            )
+    for row in rows:
+        row.state, row.claimed_at, row.attempts = OutboundEmail.State.SENDING, now, row.attempts + 1
+    return {row.pk: row for row in rows}
 
-    outbound = OutboundEmail.objects.select_related("request").get(pk=email_id)
+
+def _email_send_claimed(outbound: OutboundEmail, connection: Any) -> SendResult:
     try:
         message = emails.build_message(outbound)
         message.connection = connection
@@ -628,7 +650,7 @@ def _email_send_one(email_id: int, connection: Any) -> SendResult:
 
     sent_at = timezone.now()
     with transaction.atomic():
-        OutboundEmail.objects.filter(pk=email_id, state=OutboundEmail.State.SENDING).update(
+        OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(
             state=OutboundEmail.State.SENT, sent_at=sent_at, last_error=""
         )
         if outbound.request is not None:
@@ -640,7 +662,7 @@ def _email_send_one(email_id: int, connection: Any) -> SendResult:
             )
     logger.info(
         "email sent id=%s kind=%s attempts=%s",
-        email_id,
+        outbound.pk,
         outbound.kind,
         outbound.attempts,
     )
