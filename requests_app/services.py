@@ -168,8 +168,14 @@ def _submit_once(submission: Submission) -> SubmitResult:
             # the patient used last.
             ResetRequest.objects.filter(pk=existing.pk).update(language=language)
             existing.language = language
-        _record(existing, RequestEvent.Kind.DUPLICATE, message=_describe(submission), at=now)
-        email_queue(request=existing, kind=OutboundEmail.Kind.ACKNOWLEDGMENT, to=existing.email)
+        email_queue_many(
+            emails=[(existing, OutboundEmail.Kind.ACKNOWLEDGMENT, existing.email)],
+            also_record=[
+                RequestEvent(
+                    request=existing, kind=RequestEvent.Kind.DUPLICATE, message=_describe(submission), created_at=now
+                )
+            ],
+        )
         return SubmitResult(request=existing, created=False)
 
     request = ResetRequest.objects.create(
@@ -190,13 +196,16 @@ def _submit_once(submission: Submission) -> SubmitResult:
         FamilyMember(request=request, first_name=first, last_name=last, date_of_birth=dob)
         for first, last, dob in submission.family
     )
-    _record(request, RequestEvent.Kind.SUBMITTED, to_status=Status.NEW, at=now)
-    # Both in one go: two rows, their events and one Celery message.
+    # Both emails in one go: one insert for the rows, one for every event
+    # (the "submitted" one first), one Celery message.
     email_queue_many(
         emails=[
             (request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email),
             (request, OutboundEmail.Kind.STAFF_NEW_REQUEST, settings.STAFF_NOTIFY_EMAIL),
-        ]
+        ],
+        also_record=[
+            RequestEvent(request=request, kind=RequestEvent.Kind.SUBMITTED, to_status=Status.NEW, created_at=now)
+        ],
     )
     logger.info("reset request submitted reference=%s", request.reference)
     return SubmitResult(request=request, created=True)
@@ -497,27 +506,36 @@ def email_queue(*, request: ResetRequest | None, kind: str, to: str, actor: Acto
 
 
 def email_queue_many(
-    *, emails: Sequence[tuple[ResetRequest | None, str, str]], actor: Actor = None
+    *,
+    emails: Sequence[tuple[ResetRequest | None, str, str]],
+    actor: Actor = None,
+    also_record: Sequence[RequestEvent] = (),
 ) -> list[OutboundEmail]:
     """Put several emails ((request, kind, to) each) in the outbox with one
-    insert for the rows and one for their timeline events, in the caller's
-    transaction; after commit their ids go to Celery together (email_publish),
-    so one worker sends them over one SMTP connection."""
+    insert for the rows and one for their timeline events (after the
+    caller's own ``also_record`` events, in the same insert), in the
+    caller's transaction; after commit their ids go to Celery together
+    (email_publish), so one worker sends them over one SMTP connection."""
     now = timezone.now()
     rows = OutboundEmail.objects.bulk_create(
         OutboundEmail(request=request, kind=kind, to=to, created_at=now, next_attempt_at=now)
         for request, kind, to in emails
     )
     RequestEvent.objects.bulk_create(
-        RequestEvent(
-            request=row.request,
-            kind=RequestEvent.Kind.EMAIL_QUEUED,
-            actor=actor,
-            message=row.get_kind_display(),
-            created_at=now,
-        )
-        for row in rows
-        if row.request is not None
+        [
+            *also_record,
+            *(
+                RequestEvent(
+                    request=row.request,
+                    kind=RequestEvent.Kind.EMAIL_QUEUED,
+                    actor=actor,
+                    message=row.get_kind_display(),
+                    created_at=now,
+                )
+                for row in rows
+                if row.request is not None
+            ),
+        ]
     )
     email_ids = [row.pk for row in rows]
     transaction.on_commit(lambda: email_publish(email_ids=email_ids))

@@ -24,15 +24,14 @@ SUBMITTED_BUDGET = 0
 # The status page: the request, by its reference (a unique index).
 STATUS_BUDGET = 1
 # A new request: a savepoint around the submission, the patient's open
-# request looked for (SELECT … FOR UPDATE), the request, its "submitted"
-# event, the acknowledgment and the staff notification in the outbox (one
-# insert) with their "email queued" events (one insert), the savepoint
-# released.
-SUBMIT_BUDGET = 7
+# request looked for (SELECT … FOR UPDATE), the request, the acknowledgment
+# and the staff notification in the outbox (one insert), the "submitted"
+# and "email queued" events (one insert), the savepoint released.
+SUBMIT_BUDGET = 6
 # The same patient again while that request is open: the savepoint, the
-# open request found, its "submitted again" event, the acknowledgment and
-# its event, the savepoint released.
-DUPLICATE_BUDGET = 6
+# open request found, the acknowledgment, the "submitted again" and "email
+# queued" events, the savepoint released.
+DUPLICATE_BUDGET = 5
 # /healthz: SELECT 1.
 HEALTHZ_BUDGET = 1
 
