@@ -259,9 +259,11 @@ EMAIL_MAX_ATTEMPTS = _positive_int("EMAIL_MAX_ATTEMPTS", 6)
 # broker's visibility timeout.
 EMAIL_RETRY_BASE_SECONDS = _positive_int("EMAIL_RETRY_BASE_SECONDS", 30)
 # Outbox ids per Celery message: a worker sends one message's emails over one
-# SMTP connection (a submission's two emails, a sweep's backlog). Small
-# enough that a batch to a slow server ends well within the task time limit.
+# SMTP connection (a submission's two emails, a sweep's backlog).
 EMAIL_BATCH_SIZE = 10
+# A batch starts no new message after this long (a slow server): the rest go
+# back to the queue as a new message, well before the task's time limit.
+EMAIL_BATCH_SECONDS = 30
 
 # --- Celery -----------------------------------------------------------------
 

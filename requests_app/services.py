@@ -612,17 +612,32 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     others = [email_id for email_id in email_ids if email_id not in claimed]
     states = dict(OutboundEmail.objects.filter(pk__in=others).values_list("pk", "state")) if others else {}
     results = {email_id: SendResult(state=states.get(email_id, "missing")) for email_id in others}
+    deadline = timezone.now() + timedelta(seconds=settings.EMAIL_BATCH_SECONDS)
+    unsent: list[int] = []
     # Opened at the first message, reopened after a failure.
     connection = get_connection(fail_silently=False)
     try:
         for email_id in email_ids:
-            if email_id in claimed:
-                results[email_id] = _email_send_claimed(claimed[email_id], connection)
+            if email_id not in claimed:
+                continue
+            if timezone.now() >= deadline:
+                unsent.append(email_id)
+                continue
+            results[email_id] = _email_send_claimed(claimed[email_id], connection)
     finally:
         # Every row sent on this connection says so by now: only now QUIT. A
         # worker that dies during QUIT leaves sent rows, not stale claims
         # that the sweeper would send a second time.
         _close_quietly(connection)
+    if unsent:
+        # A slow server: the rest of the batch goes back, unclaimed and
+        # without an attempt counted, as a message of its own.
+        OutboundEmail.objects.filter(pk__in=unsent, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.PENDING, claimed_at=None, attempts=F("attempts") - 1
+        )
+        logger.info("email batch out of time, %s emails queued again", len(unsent))
+        email_publish(email_ids=unsent)
+        results.update({email_id: SendResult(state=OutboundEmail.State.PENDING) for email_id in unsent})
     return {email_id: results[email_id] for email_id in email_ids}
 
 

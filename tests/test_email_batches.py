@@ -11,6 +11,8 @@ from unittest import mock
 
 import pytest
 from celery.exceptions import Retry
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
 
 from requests_app import services
@@ -112,3 +114,34 @@ def test_it_queues_a_backlog_in_batches_oldest_first(settings, time_machine):
     batches = [call.kwargs["args"][0] for call in apply_async.call_args_list]
     assert [len(batch) for batch in batches] == [10, 10, 5]
     assert [pk for batch in batches for pk in batch] == [email.pk for email in emails]
+
+
+class SlowServerBackend(LocmemBackend):
+    """An SMTP server that takes 20 seconds per message (on the test's clock)."""
+
+    clock: Any = None
+
+    def send_messages(self, messages: Any) -> int:
+        SlowServerBackend.clock.shift(timedelta(seconds=20))
+        return super().send_messages(messages)
+
+
+def test_it_puts_the_rest_of_a_batch_back_in_the_queue_when_the_server_is_slow(settings, time_machine):
+    settings.EMAIL_BACKEND = f"{__name__}.SlowServerBackend"
+    settings.EMAIL_BATCH_SECONDS = 30
+    time_machine.move_to(timezone.now(), tick=False)
+    SlowServerBackend.clock = time_machine
+    emails = [OutboundEmailFactory(to=f"p{n}@example.com") for n in range(5)]
+    ids = [email.pk for email in emails]
+
+    with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
+        outcome = send_emails.apply(args=[ids]).get()
+
+    # Two messages fit in 30 seconds (0 → 20 → 40): the other three go back
+    # as a message of their own, unclaimed, no attempt counted.
+    assert outcome == {str(ids[0]): "sent", str(ids[1]): "sent", **{str(pk): "pending" for pk in ids[2:]}}
+    assert len(mail.outbox) == 2
+    [call] = apply_async.call_args_list
+    assert call.kwargs["args"] == [ids[2:]]
+    rest = OutboundEmail.objects.filter(pk__in=ids[2:])
+    assert {(e.state, e.attempts, e.claimed_at) for e in rest} == {("pending", 0, None)}
