@@ -46,6 +46,7 @@ from django.utils.safestring import mark_safe
 
 from . import admin_forms, selectors, services
 from .models import REFERENCE_ALPHABET, FamilyMember, OutboundEmail, RequestEvent, ResetRequest, normalize_reference
+from .practice_time import practice_zone
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +72,6 @@ DUE_SOON_HOURS = 4
 
 
 # --- Helpers ----------------------------------------------------------------
-
-
-def _practice_tz() -> ZoneInfo:
-    return ZoneInfo(settings.PRACTICE_TIME_ZONE)
 
 
 def person_name(user: Any) -> str:
@@ -380,7 +377,7 @@ def _csv_cell(value: Any, tz: ZoneInfo) -> str:
 
 
 def csv_rows(queryset: QuerySet[ResetRequest]) -> Iterator[list[str]]:
-    tz = _practice_tz()
+    tz = practice_zone()
     yield CSV_HEADER
     for rr in queryset.select_related("assignee").iterator(chunk_size=2000):
         values = [
@@ -687,7 +684,7 @@ class ResetRequestAdmin(admin.ModelAdmin):
             (writer.writerow(row) for row in csv_rows(changelist.queryset)),
             content_type="text/csv; charset=utf-8",
         )
-        stamp = timezone.localtime(timezone.now(), _practice_tz()).strftime("%Y%m%d-%H%M")
+        stamp = timezone.localtime(timezone.now(), practice_zone()).strftime("%Y%m%d-%H%M")
         response["Content-Disposition"] = f'attachment; filename="reset-requests-{stamp}.csv"'
         patch_cache_control(response, private=True, no_store=True)
         # No personal data in the log: who exported, not what.

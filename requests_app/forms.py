@@ -13,7 +13,8 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from .models import ResetRequest
-from .services import Submission, practice_today
+from .practice_time import practice_today
+from .services import Submission
 
 ISO_DATE = ["%Y-%m-%d"]
 MAX_AGE_YEARS = 130

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Aggregate, Count, DurationField, F, Q, QuerySet
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from .models import REFERENCE_ALPHABET, REFERENCE_LENGTH, ResetRequest, normalize_reference
+from .practice_time import practice_day_start, practice_today
 
 _REFERENCE = re.compile(rf"[{REFERENCE_ALPHABET}]{{4}}-[{REFERENCE_ALPHABET}]{{4}}")
 
@@ -88,9 +87,8 @@ class _Median(Aggregate):
 
 def week_start(now: datetime | None = None) -> datetime:
     """Monday 00:00 of the current week in the practice's time zone."""
-    tz = ZoneInfo(settings.PRACTICE_TIME_ZONE)
-    today = timezone.localtime(now or timezone.now(), tz).date()
-    return datetime.combine(today - timedelta(days=today.weekday()), time.min, tzinfo=tz)
+    today = practice_today(now)
+    return practice_day_start(today - timedelta(days=today.weekday()))
 
 
 def queue_dashboard() -> dict[str, Any]:

@@ -13,9 +13,8 @@ import smtplib
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Optional
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import get_connection
@@ -32,6 +31,7 @@ from .models import (
     ResetRequest,
     new_reference,
 )
+from .practice_time import practice_day_start, practice_today
 from .selectors import requests_overdue
 
 if TYPE_CHECKING:
@@ -70,15 +70,10 @@ def access_window_ends(appointment_date: date) -> datetime:
     """When the invitation link of a visit on ``appointment_date`` has
     surely expired: ACCESS_LINK_HOURS after the start of that day in the
     practice's time zone."""
-    tz = ZoneInfo(settings.PRACTICE_TIME_ZONE)
-    day_start = datetime.combine(appointment_date, time.min, tzinfo=tz)
+    day_start = practice_day_start(appointment_date)
     # Arithmetic on an aware datetime moves the wall clock, not elapsed time:
     # count real hours in UTC, or a clock change shifts the window by an hour.
-    return (day_start.astimezone(UTC) + timedelta(hours=settings.ACCESS_LINK_HOURS)).astimezone(tz)
-
-
-def practice_today() -> date:
-    return timezone.localdate(timezone=ZoneInfo(settings.PRACTICE_TIME_ZONE))
+    return (day_start.astimezone(UTC) + timedelta(hours=settings.ACCESS_LINK_HOURS)).astimezone(day_start.tzinfo)
 
 
 # --- Timeline ---------------------------------------------------------------
@@ -833,8 +828,7 @@ def requests_close_stale_waiting() -> int:
 def digest_queue_overdue() -> OutboundEmail | None:
     """Queue the daily overdue digest to STAFF_NOTIFY_EMAIL, at most once a
     day (in the practice's time zone) and only when something is overdue."""
-    tz = ZoneInfo(settings.PRACTICE_TIME_ZONE)
-    day_start = datetime.combine(timezone.localdate(timezone=tz), time.min, tzinfo=tz)
+    day_start = practice_day_start(practice_today())
     with transaction.atomic():
         if not requests_overdue().exists():
             return None

@@ -65,7 +65,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 call_command("migrate", "--noinput", verbosity=0)
 call_command("collectstatic", "--noinput", verbosity=0)
-from requests_app import services
+from requests_app import practice_time, services
 
 staff = get_user_model().objects.create_user(username="ada", first_name="Ada", last_name="Staff")
 
@@ -73,7 +73,7 @@ staff = get_user_model().objects.create_user(username="ada", first_name="Ada", l
 def filed(n):
     return services.request_submit(submission=services.Submission(
         first_name="Ana", last_name=f"Example{n}", date_of_birth=date(1980, 1, n), email=f"ana{n}@example.com",
-        phone="+16175550142", appointment_date=services.practice_today() - timedelta(days=5),
+        phone="+16175550142", appointment_date=practice_time.practice_today() - timedelta(days=5),
         reason="link_expired")).request
 
 
