@@ -60,7 +60,7 @@ def queue_emails(args: argparse.Namespace) -> dict[str, Any]:
         # Registered first, so it runs first: the moment of the commit.
         transaction.on_commit(lambda: marks.setdefault("committed", time.monotonic()))
         rows = services.email_queue_many(
-            emails=[(request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email) for request in requests]
+            messages=[(request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email) for request in requests]
         )
     marks["published"] = time.monotonic()
     return {"ids": [row.pk for row in rows], "committed": marks["committed"], "published": marks["published"]}

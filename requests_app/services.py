@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Optional
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
@@ -164,7 +165,7 @@ def _submit_once(submission: Submission) -> SubmitResult:
             ResetRequest.objects.filter(pk=existing.pk).update(language=language)
             existing.language = language
         email_queue_many(
-            emails=[(existing, OutboundEmail.Kind.ACKNOWLEDGMENT, existing.email)],
+            messages=[(existing, OutboundEmail.Kind.ACKNOWLEDGMENT, existing.email)],
             also_record=[
                 RequestEvent(
                     request=existing, kind=RequestEvent.Kind.DUPLICATE, message=_describe(submission), created_at=now
@@ -194,7 +195,7 @@ def _submit_once(submission: Submission) -> SubmitResult:
     # Both emails in one go: one insert for the rows, one for every event
     # (the "submitted" one first), one Celery message.
     email_queue_many(
-        emails=[
+        messages=[
             (request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email),
             (request, OutboundEmail.Kind.STAFF_NEW_REQUEST, settings.STAFF_NOTIFY_EMAIL),
         ],
@@ -496,17 +497,17 @@ class TransientEmailError(Exception):
 def email_queue(*, request: ResetRequest | None, kind: str, to: str, actor: Actor = None) -> OutboundEmail:
     """Put one email in the outbox, in the caller's transaction, and hand its
     id to Celery once that transaction commits."""
-    [outbound] = email_queue_many(emails=[(request, kind, to)], actor=actor)
+    [outbound] = email_queue_many(messages=[(request, kind, to)], actor=actor)
     return outbound
 
 
 def email_queue_many(
     *,
-    emails: Sequence[tuple[ResetRequest | None, str, str]],
+    messages: Sequence[tuple[ResetRequest | None, str, str]],
     actor: Actor = None,
     also_record: Sequence[RequestEvent] = (),
 ) -> list[OutboundEmail]:
-    """Put several emails ((request, kind, to) each) in the outbox with one
+    """Put several emails (``messages``: (request, kind, to) each) in the outbox with one
     insert for the rows and one for their timeline events (after the
     caller's own ``also_record`` events, in the same insert), in the
     caller's transaction; after commit their ids go to Celery together
@@ -514,7 +515,7 @@ def email_queue_many(
     now = timezone.now()
     rows = OutboundEmail.objects.bulk_create(
         OutboundEmail(request=request, kind=kind, to=to, created_at=now, next_attempt_at=now)
-        for request, kind, to in emails
+        for request, kind, to in messages
     )
     RequestEvent.objects.bulk_create(
         [
@@ -598,68 +599,83 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     are claimed first (_email_claim) and only the worker that claimed a row
     sends it. SMTP happens outside any transaction; a row is marked sent
     right after the server accepted its message, before the next message and
-    before QUIT. A claim older than EMAIL_CLAIM_TIMEOUT_SECONDS belongs to a
-    dead worker and may be taken again — so a worker killed after the server
-    accepted a message but before marking it sent causes one duplicate
-    (at-least-once).
+    before QUIT. An email that failed for a while comes back pending with its
+    own ``retry_in``. A claim older than EMAIL_CLAIM_TIMEOUT_SECONDS belongs
+    to a dead worker and may be taken again — so a worker killed after the
+    server accepted a message but before marking it sent causes one
+    duplicate (at-least-once).
     """
-    claimed = _email_claim(email_ids)
-    others = [email_id for email_id in email_ids if email_id not in claimed]
-    states = dict(OutboundEmail.objects.filter(pk__in=others).values_list("pk", "state")) if others else {}
-    results = {email_id: SendResult(state=states.get(email_id, "missing")) for email_id in others}
-    deadline = timezone.now() + timedelta(seconds=settings.EMAIL_BATCH_SECONDS)
-    unsent: list[int] = []
-    # Opened at the first message, reopened after a failure.
+    email_ids = list(dict.fromkeys(email_ids))  # an id named twice is sent once
+    # Built before anything is claimed: a backend that cannot be built
+    # leaves every row as it was.
     connection = get_connection(fail_silently=False)
+    claimed = _email_claim(email_ids)
+    unsent = [email_id for email_id in email_ids if email_id in claimed]
+    results: dict[int, SendResult] = {}
+    deadline = timezone.now() + timedelta(seconds=settings.EMAIL_BATCH_SECONDS)
     try:
-        for email_id in email_ids:
-            if email_id not in claimed:
-                continue
-            if timezone.now() >= deadline:
-                unsent.append(email_id)
-                continue
-            results[email_id] = _email_send_claimed(claimed[email_id], connection)
+        while unsent and timezone.now() < deadline:
+            results[unsent[0]] = _email_send_claimed(claimed[unsent[0]], connection)
+            unsent.pop(0)
     finally:
         # Every row sent on this connection says so by now: only now QUIT. A
         # worker that dies during QUIT leaves sent rows, not stale claims
         # that the sweeper would send a second time.
         _close_quietly(connection)
-    if unsent:
-        # A slow server: the rest of the batch goes back, unclaimed and
-        # without an attempt counted, as a message of its own.
-        OutboundEmail.objects.filter(pk__in=unsent, state=OutboundEmail.State.SENDING).update(
-            state=OutboundEmail.State.PENDING, claimed_at=None, attempts=F("attempts") - 1
-        )
-        logger.info("email batch out of time, %s emails queued again", len(unsent))
-        email_publish(email_ids=unsent)
-        results.update({email_id: SendResult(state=OutboundEmail.State.PENDING) for email_id in unsent})
+        if unsent:
+            # Out of time (a slow server) or an error (the database): what
+            # was claimed but not tried goes back now, not after the claim
+            # timeout.
+            _email_release(unsent)
+    results.update({email_id: SendResult(state=OutboundEmail.State.PENDING) for email_id in unsent})
+    others = [email_id for email_id in email_ids if email_id not in claimed]
+    if others:
+        states = dict(OutboundEmail.objects.filter(pk__in=others).values_list("pk", "state"))
+        results.update({email_id: SendResult(state=states.get(email_id, "missing")) for email_id in others})
     return {email_id: results[email_id] for email_id in email_ids}
 
 
 def _email_claim(email_ids: Sequence[int]) -> dict[int, OutboundEmail]:
     """Claim for this worker the rows among ``email_ids`` that may be sent:
-    pending, or claimed so long ago that their worker died. A row another
-    worker is claiming at the same moment is skipped, not waited for (SKIP
-    LOCKED on PostgreSQL; on SQLite an IMMEDIATE transaction lets one writer
-    in at a time), so each row is claimed by one worker only."""
+    pending and due (a retry waits out its backoff even if its task comes
+    early), or claimed so long ago that their worker died. Each row is
+    claimed by one worker only: on PostgreSQL a row another worker is
+    claiming is skipped (SKIP LOCKED), on SQLite the IMMEDIATE transaction
+    lets one writer in at a time."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
+    claimable = Q(state=OutboundEmail.State.PENDING) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    ) | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
     with transaction.atomic():
         rows = list(
             OutboundEmail.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("request")
-            .filter(
-                Q(state=OutboundEmail.State.PENDING) | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale),
-                pk__in=email_ids,
-            )
+            .filter(claimable, pk__in=email_ids)
         )
         if rows:
-            OutboundEmail.objects.filter(pk__in=[row.pk for row in rows]).update(
+            OutboundEmail.objects.filter(claimable, pk__in=[row.pk for row in rows]).update(
                 state=OutboundEmail.State.SENDING, claimed_at=now, attempts=F("attempts") + 1
             )
     for row in rows:
         row.state, row.claimed_at, row.attempts = OutboundEmail.State.SENDING, now, row.attempts + 1
     return {row.pk: row for row in rows}
+
+
+def _email_release(email_ids: Sequence[int]) -> None:
+    """Give back rows this worker claimed but never tried to send: pending,
+    the attempt not counted, and queued again at once. A failure here (the
+    database is down) is logged: the claims then run out and the sweeper
+    queues the rows."""
+    try:
+        OutboundEmail.objects.filter(pk__in=email_ids, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.PENDING, claimed_at=None, attempts=F("attempts") - 1
+        )
+    except Exception as exc:
+        logger.warning("could not give back %s claimed emails: %s", len(email_ids), type(exc).__name__)
+        return
+    logger.info("%s claimed emails not sent in this batch, queued again", len(email_ids))
+    email_publish(email_ids=email_ids)
 
 
 def _email_send_claimed(outbound: OutboundEmail, connection: Any) -> SendResult:
@@ -706,6 +722,10 @@ def _close_quietly(connection: Any) -> None:
 
 
 def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        # The task ran out of time mid-send: whether the server took the
+        # message is unknown, so it is tried again (at least once).
+        return True
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
     if isinstance(exc, smtplib.SMTPRecipientsRefused):

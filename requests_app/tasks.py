@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.app.task import Task
 
 from . import services
 
 
-@shared_task(bind=True, max_retries=None)
-def send_emails(self: Task, email_ids: list[int]) -> dict[str, str]:
+@shared_task
+def send_emails(email_ids: list[int]) -> dict[str, str]:
     """Send outbox emails over one SMTP connection. Idempotent: the service
     claims each row first, so a second delivery of this message sends
-    nothing. Emails that failed for a while are retried together after the
-    shortest of their backoffs."""
+    nothing. An email that failed for a while is queued again on its own,
+    after its own backoff; if that message is lost (broker down), the
+    sweeper finds the row."""
     results = services.email_send_many(email_ids=email_ids)
-    retry = {email_id: result.retry_in for email_id, result in results.items() if result.retry_in is not None}
-    if retry:
-        # If this retry is lost (broker down), the sweeper finds the rows.
-        raise self.retry(args=[list(retry)], countdown=min(retry.values()))
+    for email_id, result in results.items():
+        if result.retry_in is not None:
+            services.email_publish(email_ids=[email_id], countdown=result.retry_in)
     return {str(email_id): result.state for email_id, result in results.items()}
+
+
+@shared_task
+def send_email(email_id: int) -> dict[str, str]:
+    """A message of the previous release (one id each, retries included):
+    sent the same way. Remove once no such message can be left."""
+    return send_emails(email_ids=[email_id])
 
 
 @shared_task

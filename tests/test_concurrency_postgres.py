@@ -288,3 +288,68 @@ def test_it_tells_the_slower_of_two_staff_in_the_admin_that_someone_else_changed
         assert round_["status_events"] == expected_events[successes[0]], round_
         seen[successes[0]] += 1
     assert sum(seen.values()) == len(report)
+
+
+# Runs inside `manage.py shell -c`: one thread holds row locks on half of a
+# batch of outbox rows (another worker in the middle of claiming them) while
+# this one claims the whole batch.
+CLAIM_WHILE_LOCKED = r"""
+import json
+import threading
+import time
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from requests_app import services
+from requests_app.models import OutboundEmail
+
+now = timezone.now()
+ids = [
+    OutboundEmail.objects.create(
+        kind="staff_overdue_digest", to="staff@example.com", created_at=now, next_attempt_at=now
+    ).pk
+    for _ in range(10)
+]
+locked, release = threading.Event(), threading.Event()
+
+
+def other_worker():
+    with transaction.atomic():
+        list(OutboundEmail.objects.select_for_update().filter(pk__in=ids[:5]))
+        locked.set()
+        release.wait(20)
+    connections.close_all()
+
+
+thread = threading.Thread(target=other_worker)
+thread.start()
+assert locked.wait(20)
+started = time.monotonic()
+first = sorted(services._email_claim(ids))
+seconds = time.monotonic() - started
+release.set()
+thread.join(20)
+second = sorted(services._email_claim(ids))
+third = sorted(services._email_claim(ids))
+states = sorted(set(OutboundEmail.objects.filter(pk__in=ids).values_list("state", "attempts")))
+print("REPORT=" + json.dumps({
+    "ids": ids, "first": first, "second": second, "third": third, "seconds": seconds, "states": states,
+}))
+"""
+
+
+def test_it_claims_the_rows_of_a_batch_another_worker_holds_later_without_waiting(race_env):
+    result = run_manage("shell", "-c", CLAIM_WHILE_LOCKED, env=race_env, timeout=120)
+    match = re.search(r"^REPORT=(.*)$", result.stdout, re.M)
+    assert match, f"no report\n{result.stdout}\n{result.stderr}"
+    report = json.loads(match[1])
+    ids = report["ids"]
+
+    # The locked half is skipped, not waited for (SKIP LOCKED) ...
+    assert report["first"] == ids[5:]
+    assert report["seconds"] < 5
+    # ... and claimed once the other transaction has ended; nothing twice.
+    assert report["second"] == ids[:5]
+    assert report["third"] == []
+    assert report["states"] == [["sending", 1]]

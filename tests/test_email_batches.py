@@ -10,9 +10,10 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from celery.exceptions import Retry
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.db import OperationalError
 from django.utils import timezone
 
 from requests_app import services
@@ -77,15 +78,31 @@ def test_it_retries_only_the_emails_of_a_batch_that_failed_for_a_while(real_smtp
     fine = OutboundEmailFactory(to="here@example.com")
     real_smtp.script("busy@example.com", ["451 4.3.0 mailbox busy, try later"])
 
-    with pytest.raises(Retry) as retry:
-        send_emails.delay([later.pk, fine.pk])
+    with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
+        outcome = send_emails.apply(args=[[later.pk, fine.pk]]).get()
 
-    assert retry.value.sig.args == ([later.pk],)
+    assert outcome == {str(later.pk): "pending", str(fine.pk): "sent"}
     later.refresh_from_db()
-    assert later.state == "pending"
-    assert 0 < retry.value.when <= (later.next_attempt_at - later.created_at).total_seconds() + 1
-    assert OutboundEmail.objects.get(pk=fine.pk).state == "sent"
+    [retry] = apply_async.call_args_list
+    assert retry.kwargs["args"] == [[later.pk]]
+    assert retry.kwargs["countdown"] == pytest.approx((later.next_attempt_at - timezone.now()).total_seconds(), abs=1)
     assert len(real_smtp.to("here@example.com")) == 1
+
+
+def test_it_retries_each_email_of_a_batch_after_its_own_backoff(settings, time_machine):
+    settings.EMAIL_BACKEND = "tests.test_outbox.TryLaterBackend"
+    time_machine.move_to(timezone.now(), tick=False)
+    first_try = OutboundEmailFactory(attempts=0)
+    fifth_try = OutboundEmailFactory(attempts=4)
+
+    with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
+        send_emails.apply(args=[[first_try.pk, fifth_try.pk]]).get()
+
+    countdowns = {call.kwargs["args"][0][0]: call.kwargs["countdown"] for call in apply_async.call_args_list}
+    # About 30 seconds for the first, about 8 minutes for the fifth: each
+    # row waits out its own backoff, none is retried at the other's pace.
+    assert 15 <= countdowns[first_try.pk] <= 30
+    assert 240 <= countdowns[fifth_try.pk] <= 480
 
 
 def test_it_sends_nothing_twice_when_a_batch_is_delivered_twice(real_smtp):
@@ -145,3 +162,51 @@ def test_it_puts_the_rest_of_a_batch_back_in_the_queue_when_the_server_is_slow(s
     assert call.kwargs["args"] == [ids[2:]]
     rest = OutboundEmail.objects.filter(pk__in=ids[2:])
     assert {(e.state, e.attempts, e.claimed_at) for e in rest} == {("pending", 0, None)}
+
+
+def test_it_gives_back_the_rest_of_a_batch_when_the_database_fails_mid_batch(settings):
+    emails = [OutboundEmailFactory(to=f"p{n}@example.com") for n in range(3)]
+    ids = [email.pk for email in emails]
+
+    with (
+        mock.patch("requests_app.services._email_send_claimed", side_effect=OperationalError("server closed")),
+        mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async,
+        pytest.raises(OperationalError),
+    ):
+        services.email_send_many(email_ids=ids)
+
+    # Nothing was sent: every row is pending again, no attempt counted, and
+    # queued again at once rather than left to the claim timeout.
+    assert {(e.state, e.attempts, e.claimed_at) for e in OutboundEmail.objects.filter(pk__in=ids)} == {
+        ("pending", 0, None)
+    }
+    [call] = apply_async.call_args_list
+    assert call.kwargs["args"] == [ids]
+
+
+def test_it_keeps_an_email_interrupted_by_the_task_time_limit_for_a_retry(settings):
+    settings.EMAIL_BACKEND = f"{__name__}.TimeLimitBackend"
+    email = OutboundEmailFactory()
+
+    with mock.patch("requests_app.tasks.send_emails.apply_async"):
+        outcome = send_emails.apply(args=[[email.pk]]).get()
+
+    email.refresh_from_db()
+    assert outcome == {str(email.pk): "pending"}
+    assert (email.state, email.attempts) == ("pending", 1)
+
+
+def test_it_sends_an_email_named_twice_in_one_message_once(real_smtp):
+    email = OutboundEmailFactory(to="twice@example.com")
+
+    outcome = send_emails.apply(args=[[email.pk, email.pk]]).get()
+
+    assert outcome == {str(email.pk): "sent"}
+    assert len(real_smtp.to("twice@example.com")) == 1
+
+
+class TimeLimitBackend(LocmemBackend):
+    """The task's soft time limit strikes while a message is being sent."""
+
+    def send_messages(self, messages: Any) -> int:
+        raise SoftTimeLimitExceeded()

@@ -8,9 +8,9 @@ The delivery guarantee, and why (the two worker-kill tests pin it down):
 
 - The outbox row is written with the request, so a broker outage loses
   nothing: the row stays pending and the sweeper queues it again.
-- Sending claims the row (pending -> sending, conditional UPDATE), so a
-  second delivery of the task, or a second sweeper, finds it claimed or sent
-  and sends nothing.
+- Sending claims the row (pending -> sending, under a row lock and a
+  conditional UPDATE), so a second delivery of the task, or a second
+  sweeper, finds it claimed or sent and sends nothing.
 - A worker killed mid-send leaves its Celery message unacknowledged in Redis
   (acks_late); Redis hands it out again only after the visibility timeout
   (an hour). What brings the email back sooner is the sweeper: a claim older
@@ -19,12 +19,12 @@ The delivery guarantee, and why (the two worker-kill tests pin it down):
 - So: exactly once if the worker dies before the SMTP server accepted the
   message. If the server had accepted it (250 to DATA) and the worker dies
   before the row is marked sent, the stale claim is sent again: at least
-  once, with the same Message-ID so mail clients show one copy. With
-  services.email_send as it is, that window runs to the end of QUIT; with the
-  change in the report (mark sent, then QUIT) it shrinks to the instant
-  between the server's 250 and that UPDATE, and a death during QUIT no longer
-  doubles the email. Exactly once across that instant is not possible with
-  SMTP: the worker cannot know whether a 250 it never read was sent.
+  once, with the same Message-ID so mail clients show one copy. Each row is
+  marked sent right after its 250, before the next message of its batch and
+  before QUIT, so that window is the instant between the 250 and the UPDATE,
+  and a death during QUIT does not double the email. Exactly once across
+  that instant is not possible with SMTP: the worker cannot know whether a
+  250 it never read was sent.
 """
 
 from __future__ import annotations

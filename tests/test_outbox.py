@@ -10,7 +10,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from celery.exceptions import Retry
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from kombu.exceptions import OperationalError
@@ -224,19 +223,30 @@ def test_it_does_not_send_a_failed_email_when_the_sweeper_runs(settings):
     assert mail.outbox == []
 
 
-def test_it_has_the_celery_task_retry_a_4xx_after_the_backoff(settings):
+def test_it_has_the_celery_task_queue_a_4xx_again_after_its_backoff(settings):
     from requests_app.tasks import send_emails
 
     settings.EMAIL_BACKEND = TRY_LATER
     email = OutboundEmailFactory()
 
-    # Eager Celery hands the retry back to the caller instead of queueing it.
-    with pytest.raises(Retry) as retry:
-        send_emails.delay([email.pk])
+    with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
+        assert send_emails.apply(args=[[email.pk]]).get() == {str(email.pk): "pending"}
 
     stored = row(email)
     assert stored.state == "pending"
-    assert retry.value.when == pytest.approx((stored.next_attempt_at - NOW).total_seconds(), abs=0.001)
+    [call] = apply_async.call_args_list
+    assert call.kwargs["args"] == [[email.pk]]
+    assert call.kwargs["countdown"] == pytest.approx((stored.next_attempt_at - NOW).total_seconds(), abs=0.001)
+
+
+def test_it_does_not_send_an_email_before_its_retry_time_when_its_task_comes_early(settings):
+    email = OutboundEmailFactory(attempts=1, next_attempt_at=NOW + timedelta(seconds=30))
+
+    result = services.email_send(email_id=email.pk)
+
+    assert result.state == "pending"
+    assert (row(email).state, row(email).attempts) == ("pending", 1)
+    assert mail.outbox == []
 
 
 def test_it_has_the_celery_task_give_up_on_a_5xx(settings):
