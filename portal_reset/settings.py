@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -286,7 +287,15 @@ else:
         "visibility_timeout": 3600,
         "socket_connect_timeout": 1,
         "socket_timeout": 5,
+        # A worker takes from its queues in the order of CELERY_TASK_QUEUES.
+        "queue_order_strategy": "priority",
     }
+# Patients' emails first: a worker takes the next message from
+# "patient_email" while there is one, then from the default queue (staff
+# notifications, the digest, retries, scheduled work). Under a burst the
+# acknowledgments go out at once and the staff notices catch up after.
+CELERY_TASK_QUEUES = (Queue("patient_email"), Queue("celery"))
+CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

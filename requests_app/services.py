@@ -489,6 +489,10 @@ def request_record_view(*, request_id: int, actor: Actor) -> None:
 
 # --- Outbox -----------------------------------------------------------------
 
+# The emails a patient waits for (portal_reset/settings.py: CELERY_TASK_QUEUES).
+PATIENT_EMAIL_QUEUE = "patient_email"
+PATIENT_KINDS = emails.PATIENT_KINDS
+
 
 class TransientEmailError(Exception):
     pass
@@ -533,9 +537,20 @@ def email_queue_many(
             ),
         ]
     )
-    email_ids = [row.pk for row in rows]
-    transaction.on_commit(lambda: email_publish(email_ids=email_ids))
+    queued = [(row.pk, row.kind) for row in rows]
+    transaction.on_commit(lambda: _publish_by_queue(queued))
     return rows
+
+
+def _publish_by_queue(emails: Sequence[tuple[int, str]]) -> int:
+    """Publish (id, kind) pairs, a patient's emails to the queue workers take
+    from first; return how many were handed over."""
+    patient = [email_id for email_id, kind in emails if kind in PATIENT_KINDS]
+    others = [email_id for email_id, kind in emails if kind not in PATIENT_KINDS]
+    handed = email_publish(email_ids=patient, queue=PATIENT_EMAIL_QUEUE) if patient else 0
+    if handed < len(patient):
+        return handed  # the broker is down: the rest would wait for it in vain
+    return handed + (email_publish(email_ids=others) if others else 0)
 
 
 def email_send_again(*, email_id: int, actor: Actor) -> OutboundEmail:
@@ -551,17 +566,18 @@ def email_send_again(*, email_id: int, actor: Actor) -> OutboundEmail:
         return email_queue(request=original.request, kind=original.kind, to=original.to, actor=actor)
 
 
-def email_publish(*, email_ids: Sequence[int], countdown: float | None = None) -> int:
-    """Hand outbox ids to the broker, EMAIL_BATCH_SIZE to a message; return
-    how many were handed over. A broker that is down is logged and otherwise
-    ignored: those rows stay pending and the sweeper queues them again."""
+def email_publish(*, email_ids: Sequence[int], countdown: float | None = None, queue: str | None = None) -> int:
+    """Hand outbox ids to the broker (the default queue unless ``queue``),
+    EMAIL_BATCH_SIZE to a message; return how many were handed over. A
+    broker that is down is logged and otherwise ignored: those rows stay
+    pending and the sweeper queues them again."""
     from .tasks import send_emails
 
     handed, size = 0, settings.EMAIL_BATCH_SIZE
     for start in range(0, len(email_ids), size):
         batch = list(email_ids[start : start + size])
         try:
-            send_emails.apply_async(args=[batch], countdown=countdown)
+            send_emails.apply_async(args=[batch], countdown=countdown, queue=queue)
         except Exception as exc:  # kombu raises many kinds when the broker is down
             logger.warning(
                 "could not queue %s emails, the sweeper will: %s",
@@ -810,9 +826,9 @@ def outbox_sweep(*, grace_seconds: int = 60) -> int:
             | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
         )
         .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)[:500]
+        .values_list("pk", "kind")[:500]
     )  # oldest first
-    count = email_publish(email_ids=list(due))
+    count = _publish_by_queue(list(due))
     if count:
         logger.info("outbox sweep queued %s emails", count)
     return count

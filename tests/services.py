@@ -766,15 +766,15 @@ class Stack:
 
     # The broker
 
-    def publish(self, task: str, args: list[Any], *, task_id: str | None = None) -> str:
-        """Put a task message on the broker the way the app does (JSON,
-        the default queue) and return its id."""
+    def publish(self, task: str, args: list[Any], *, task_id: str | None = None, queue: str | None = None) -> str:
+        """Put a task message on the broker the way the app does (JSON, the
+        default queue unless ``queue``) and return its id."""
         from celery import Celery
 
         app = Celery("tests", broker=self.broker_url, set_as_current=False)
         app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry=False)
         try:
-            result = app.send_task(task, args=args, task_id=task_id or str(uuid.uuid4()))
+            result = app.send_task(task, args=args, task_id=task_id or str(uuid.uuid4()), queue=queue)
         finally:
             app.close()
         return str(result.id)

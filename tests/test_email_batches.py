@@ -39,26 +39,27 @@ def states(request: Any) -> dict[str, str]:
     return dict(request.emails.values_list("kind", "state"))
 
 
-def test_it_sends_a_submissions_two_emails_over_one_smtp_connection(submit, real_smtp):
-    response = submit(valid_form_data())
+def test_it_sends_a_batch_over_one_smtp_connection(real_smtp):
+    emails = [OutboundEmailFactory(to=f"p{n}@example.com") for n in range(3)]
 
-    assert response.status_code == 303
-    ack, notice = real_smtp.to("maria.lopez@example.com"), real_smtp.to("staff@practice.example")
-    assert len(ack) == len(notice) == 1
-    assert ack[0].session == notice[0].session
-    request = OutboundEmail.objects.get(kind="acknowledgment").request
-    assert states(request) == {"acknowledgment": "sent", "staff_new_request": "sent"}
+    outcome = send_emails.apply(args=[[email.pk for email in emails]]).get()
+
+    assert set(outcome.values()) == {"sent"}
+    assert len(real_smtp.messages) == 3
+    assert len({message.session for message in real_smtp.messages}) == 1
 
 
-def test_it_hands_a_submissions_emails_to_the_broker_in_one_message(submit):
+def test_it_hands_the_acknowledgment_to_the_patients_queue_and_the_staff_notice_to_the_default_one(submit):
     with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
         submit(valid_form_data())
 
-    [call] = apply_async.call_args_list
     ack = OutboundEmail.objects.get(kind="acknowledgment")
     notice = OutboundEmail.objects.get(kind="staff_new_request")
-    # The patient's acknowledgment first.
-    assert call.kwargs["args"] == [[ack.pk, notice.pk]]
+    # The acknowledgment first, to the queue workers take from first.
+    assert [(call.kwargs["args"], call.kwargs["queue"]) for call in apply_async.call_args_list] == [
+        ([[ack.pk]], "patient_email"),
+        ([[notice.pk]], None),
+    ]
 
 
 def test_it_sends_the_rest_of_a_batch_when_one_recipient_is_refused_for_good(real_smtp):
