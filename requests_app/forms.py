@@ -116,6 +116,10 @@ class ResetRequestForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The page keeps this form's empty rendering per process and
+        # language (templates/requests_app/reset_form.html): anything here
+        # that varies otherwise (today's date as a max, the request) would
+        # have to join that cache key.
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True
