@@ -92,12 +92,12 @@ CACHES = {"default": env.cache_url_config(_required("CACHE_URL", "locmemcache://
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     # The same backend, without a new Redis client object per call.
     CACHES["default"]["BACKEND"] = "portal_reset.cache.RedisCache"
-# django-ratelimit predates Django's own Redis cache and calls it "not
-# officially supported"; its incr() is Redis's atomic INCR, which is all
-# the rate limits need.
 # Rendered page fragments that are the same for everyone (the empty reset
 # form, per language): kept in each process, as templates are.
 CACHES["fragments"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fragments"}
+# django-ratelimit predates Django's own Redis cache and calls it "not
+# officially supported"; its incr() is Redis's atomic INCR, which is all
+# the rate limits need.
 SILENCED_SYSTEM_CHECKS: list[str] = ["django_ratelimit.W001"]
 if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
     # Rate limits live in the cache. Local memory is per process, which is
@@ -260,7 +260,7 @@ EMAIL_MAX_ATTEMPTS = _positive_int("EMAIL_MAX_ATTEMPTS", 6)
 # broker's visibility timeout.
 EMAIL_RETRY_BASE_SECONDS = _positive_int("EMAIL_RETRY_BASE_SECONDS", 30)
 # Outbox ids per Celery message: a worker sends one message's emails over one
-# SMTP connection (a submission's two emails, a sweep's backlog).
+# SMTP connection (a sweep's backlog, emails queued in one transaction).
 EMAIL_BATCH_SIZE = 10
 # A batch starts no new message after this long (a slow server): the rest go
 # back to the queue as a new message, well before the task's time limit.

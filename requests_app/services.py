@@ -193,7 +193,7 @@ def _submit_once(submission: Submission) -> SubmitResult:
         for first, last, dob in submission.family
     )
     # Both emails in one go: one insert for the rows, one for every event
-    # (the "submitted" one first), one Celery message.
+    # (the "submitted" one first).
     email_queue_many(
         messages=[
             (request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email),
@@ -511,11 +511,12 @@ def email_queue_many(
     actor: Actor = None,
     also_record: Sequence[RequestEvent] = (),
 ) -> list[OutboundEmail]:
-    """Put several emails (``messages``: (request, kind, to) each) in the outbox with one
-    insert for the rows and one for their timeline events (after the
-    caller's own ``also_record`` events, in the same insert), in the
-    caller's transaction; after commit their ids go to Celery together
-    (email_publish), so one worker sends them over one SMTP connection."""
+    """Put several emails (``messages``: (request, kind, to) each) in the
+    outbox with one insert for the rows and one for their timeline events
+    (after the caller's own ``also_record`` events, in the same insert), in
+    the caller's transaction. After commit their ids go to Celery: a
+    patient's emails to the queue workers take from first, the others to the
+    default queue, each in batches a worker sends over one SMTP connection."""
     now = timezone.now()
     rows = OutboundEmail.objects.bulk_create(
         OutboundEmail(request=request, kind=kind, to=to, created_at=now, next_attempt_at=now)
@@ -542,11 +543,11 @@ def email_queue_many(
     return rows
 
 
-def _publish_by_queue(emails: Sequence[tuple[int, str]]) -> int:
+def _publish_by_queue(queued: Sequence[tuple[int, str]]) -> int:
     """Publish (id, kind) pairs, a patient's emails to the queue workers take
     from first; return how many were handed over."""
-    patient = [email_id for email_id, kind in emails if kind in PATIENT_KINDS]
-    others = [email_id for email_id, kind in emails if kind not in PATIENT_KINDS]
+    patient = [email_id for email_id, kind in queued if kind in PATIENT_KINDS]
+    others = [email_id for email_id, kind in queued if kind not in PATIENT_KINDS]
     handed = email_publish(email_ids=patient, queue=PATIENT_EMAIL_QUEUE) if patient else 0
     if handed < len(patient):
         return handed  # the broker is down: the rest would wait for it in vain

@@ -1,7 +1,7 @@
-"""Emails queued together travel together: one Celery message carries their
-outbox ids and one SMTP connection carries their messages, each row still
-claimed, sent and marked sent on its own (bench finding: a connection per
-email cost more than the email)."""
+"""Emails travel in batches: one Celery message carries several outbox ids
+(a patient's emails in a queue of their own) and one SMTP connection carries
+their messages, each row still claimed, sent and marked sent on its own
+(bench finding: a connection per email cost more than the email)."""
 
 from __future__ import annotations
 
