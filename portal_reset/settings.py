@@ -294,7 +294,7 @@ else:
 # "patient_email" while there is one, then from the default queue (staff
 # notifications, the digest, retries, scheduled work). Under a burst the
 # acknowledgments go out at once and the staff notices catch up after.
-CELERY_TASK_QUEUES = (Queue("patient_email"), Queue("celery"))
+CELERY_TASK_QUEUES = (Queue("patient_email", routing_key="patient_email"), Queue("celery", routing_key="celery"))
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
