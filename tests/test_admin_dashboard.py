@@ -5,7 +5,6 @@ see requests."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from datetime import datetime, timedelta
@@ -15,10 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -40,19 +36,6 @@ NY = ZoneInfo("America/New_York")
 WEDNESDAY = datetime(2026, 3, 11, 15, 0, tzinfo=NY)
 MONDAY_START = datetime(2026, 3, 9, 0, 0, tzinfo=NY)
 LIST = "/admin/requests_app/resetrequest/"
-
-
-@pytest.fixture
-def staff_group() -> Group:
-    call_command("setup_staff_group", stdout=io.StringIO())
-    return Group.objects.get(name="Reset staff")
-
-
-@pytest.fixture
-def staff_client(client: Client, staff_user: Any, staff_group: Group) -> Client:
-    staff_user.groups.add(staff_group)
-    client.force_login(staff_user)
-    return client
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -44,19 +43,6 @@ EXPORT_BUDGET = AROUND_EVERY_PAGE + 1
 # written for the audit, the timeline with its actors, the emails, then the
 # family members (an EXISTS to skip an empty table, then the inline's rows).
 CHANGE_BUDGET = AROUND_EVERY_PAGE + 6
-
-
-@pytest.fixture
-def staff(staff_user: Any) -> Any:
-    call_command("setup_staff_group", stdout=io.StringIO())
-    staff_user.groups.add(Group.objects.get(name="Reset staff"))
-    return staff_user
-
-
-@pytest.fixture
-def staff_client(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
 
 
 def seed(count: int) -> None:
