@@ -494,10 +494,6 @@ PATIENT_EMAIL_QUEUE = "patient_email"
 PATIENT_KINDS = emails.PATIENT_KINDS
 
 
-class TransientEmailError(Exception):
-    pass
-
-
 def email_queue(*, request: ResetRequest | None, kind: str, to: str, actor: Actor = None) -> OutboundEmail:
     """Put one email in the outbox, in the caller's transaction, and hand its
     id to Celery once that transaction commits."""
