@@ -238,6 +238,16 @@ def test_it_closes_a_request_with_a_reason_and_emails_the_patient(staff_client, 
     assert [m.to for m in mail.outbox] == [[rr.email]]
 
 
+def test_it_tells_staff_that_a_request_closed_as_spam_emails_nobody(staff_client, django_capture_on_commit_callbacks):
+    rr = ResetRequestFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url(rr, "close"), {"expected_status": "new", "reason": "spam", "note": ""})
+
+    assert messages_of(response) == [f"{rr.reference} is closed as spam; no email goes to the sender."]
+    assert mail.outbox == []
+
+
 def test_it_assigns_a_request_to_me(staff_client, staff):
     rr = ResetRequestFactory()
 
