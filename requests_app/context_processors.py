@@ -2,7 +2,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from .emails import practice_context
+from .outbox.render import practice_context
 
 
 def practice(request: HttpRequest) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-import phonenumbers
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Fieldset, Layout
 from django import forms
@@ -13,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from .models import ResetRequest
+from .phones import parse_phone
 from .practice_time import practice_today
 from .services import Submission
 
@@ -136,14 +136,10 @@ class ResetRequestForm(forms.Form):
         return self.cleaned_data["email"].strip().lower()
 
     def clean_phone(self) -> str:
-        raw = self.cleaned_data["phone"]
-        try:
-            number = phonenumbers.parse(raw, "US")
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is None or not phonenumbers.is_possible_number(number):
+        phone = parse_phone(self.cleaned_data["phone"])
+        if phone is None:
             raise forms.ValidationError(_("Enter a phone number we can call or text, for example 555-201-3344."))
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return phone
 
     def clean_appointment_date(self) -> date:
         value: date = self.cleaned_data["appointment_date"]

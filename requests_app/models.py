@@ -1,44 +1,27 @@
 """Reset requests, their timeline and their outbox.
 
-The model knows which status moves are allowed (``ResetRequest.ALLOWED_MOVES``);
-``services.py`` is the only code that makes them.
+The model knows which status moves there are (``MOVES``, keyed by the staff
+action that makes each); ``services.workflow`` is the only code that makes
+them.
 """
 
 from __future__ import annotations
 
-import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-# Crockford-style alphabet without the letters and digits that are confused
-# over the phone or in handwriting (0/O, 1/I/L, U/V).
-REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTWXYZ23456789"
-REFERENCE_LENGTH = 8
+from .references import new_status_secret
 
-
-def new_reference() -> str:
-    """A short random reference such as ``K7QM-3XTD``: not sequential, so it
-    says nothing about how many requests exist or which came first."""
-    chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
-    return f"{chars[:4]}-{chars[4:]}"
-
-
-def normalize_reference(text: str) -> str:
-    """``k7qm 3xtd`` or ``K7QM3XTD`` → ``K7QM-3XTD``; anything else unchanged."""
-    compact = "".join(ch for ch in text.upper() if ch.isalnum())
-    if len(compact) == REFERENCE_LENGTH and all(ch in REFERENCE_ALPHABET for ch in compact):
-        return f"{compact[:4]}-{compact[4:]}"
-    return text.strip()
-
-
-def new_status_secret() -> str:
-    """The secret half of a status link: 192 random bits."""
-    return secrets.token_urlsafe(24)
-
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 class Status(models.TextChoices):
     NEW = "new", "New"
@@ -75,21 +58,45 @@ class CloseReason(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class Action(models.TextChoices):
+    """What staff do to a request; each action makes exactly one kind of move."""
+
+    START = "start", "Start"
+    WAIT = "wait", "Mark waiting on patient"
+    RESOLVE = "resolve", "Resolve"
+    CLOSE = "close", "Close"
+
+
+OPEN_STATUSES = frozenset({Status.NEW, Status.IN_PROGRESS, Status.WAITING})
+
+
+@dataclass(frozen=True)
+class Move:
+    """From which statuses an action may be taken, and where it leads."""
+
+    from_statuses: frozenset[str]
+    to_status: str
+
+
+# The only status moves there are, keyed by the action that makes each, so
+# that no action can make another's move. services.workflow.check_move
+# enforces it for every caller; the admin offers what it allows.
+MOVES: dict[str, Move] = {
+    # new → in progress, or waiting → in progress (the patient answered).
+    Action.START: Move(frozenset({Status.NEW, Status.WAITING}), Status.IN_PROGRESS),
+    Action.WAIT: Move(frozenset({Status.IN_PROGRESS}), Status.WAITING),
+    Action.RESOLVE: Move(frozenset({Status.IN_PROGRESS}), Status.RESOLVED),
+    Action.CLOSE: Move(OPEN_STATUSES, Status.CLOSED),
+}
+
+
 class ResetRequest(models.Model):
     Status = Status
     Reason = Reason
     Outcome = Outcome
     CloseReason = CloseReason
 
-    OPEN_STATUSES = (Status.NEW, Status.IN_PROGRESS, Status.WAITING)
-    # The only status moves there are; services._move() enforces them.
-    ALLOWED_MOVES: dict[str, frozenset[str]] = {
-        Status.NEW: frozenset({Status.IN_PROGRESS, Status.CLOSED}),
-        Status.IN_PROGRESS: frozenset({Status.WAITING, Status.RESOLVED, Status.CLOSED}),
-        Status.WAITING: frozenset({Status.IN_PROGRESS, Status.CLOSED}),
-        Status.RESOLVED: frozenset(),
-        Status.CLOSED: frozenset(),
-    }
+    OPEN_STATUSES = OPEN_STATUSES
 
     reference = models.CharField(max_length=9, unique=True, editable=False)
     # The status link is /status/<reference without dash><status_secret>/:
@@ -210,9 +217,6 @@ class ResetRequest(models.Model):
     def __str__(self) -> str:
         return self.reference
 
-    def get_absolute_url(self) -> str:
-        return reverse("requests_app:submitted", kwargs={"reference": self.reference})
-
     @property
     def status_token(self) -> str:
         return self.reference.replace("-", "") + self.status_secret
@@ -224,14 +228,16 @@ class ResetRequest(models.Model):
     def patient_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
 
-    def can_move_to(self, status: str) -> bool:
-        return status in self.ALLOWED_MOVES[self.status]
+    def allows(self, action: str) -> bool:
+        """Whether ``action`` may be taken from the current status (the
+        table alone; services.workflow.check_move says why not)."""
+        return self.status in MOVES[action].from_statuses
 
 
 class FamilyMember(models.Model):
     """Someone who shares the patient's portal login (same email address)."""
 
-    request = models.ForeignKey(ResetRequest, on_delete=models.CASCADE, related_name="family_members")
+    reset = models.ForeignKey(ResetRequest, on_delete=models.CASCADE, related_name="family_members")
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
     date_of_birth = models.DateField(null=True)
@@ -248,15 +254,38 @@ class AppendOnlyError(Exception):
 
 
 class RequestEventQuerySet(models.QuerySet["RequestEvent"]):
-    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+    def update(self, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("Timeline events cannot be changed.")
 
-    def delete(self):  # type: ignore[no-untyped-def]
+    def delete(self) -> NoReturn:
         raise AppendOnlyError("Timeline events cannot be deleted.")
 
     def erase_messages(self) -> int:
         """The one change allowed: the retention purge blanks the text."""
         return super().update(message="")
+
+    def record(
+        self,
+        reset: ResetRequest,
+        kind: str,
+        *,
+        actor: User | None = None,
+        from_status: str = "",
+        to_status: str = "",
+        message: str = "",
+        at: datetime | None = None,
+    ) -> RequestEvent:
+        """Append one event to ``reset``'s timeline, in the caller's
+        transaction (services call it beside the change it records)."""
+        return self.create(
+            reset=reset,
+            kind=kind,
+            actor=actor,
+            from_status=from_status,
+            to_status=to_status,
+            message=message,
+            created_at=at or timezone.now(),
+        )
 
 
 class RequestEvent(models.Model):
@@ -276,7 +305,7 @@ class RequestEvent(models.Model):
         VIEWED = "viewed", "Viewed"
         PURGED = "purged", "Personal data erased"
 
-    request = models.ForeignKey(ResetRequest, on_delete=models.PROTECT, related_name="events")
+    reset = models.ForeignKey(ResetRequest, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -296,17 +325,17 @@ class RequestEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
-        indexes = [models.Index(fields=["request", "created_at"], name="event_request_time")]
+        indexes = [models.Index(fields=["reset", "created_at"], name="event_request_time")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise AppendOnlyError("Timeline events cannot be changed.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("Timeline events cannot be deleted.")
 
 
@@ -328,7 +357,7 @@ class OutboundEmail(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
-    request = models.ForeignKey(
+    reset = models.ForeignKey(
         ResetRequest,
         null=True,
         blank=True,
@@ -356,11 +385,17 @@ class OutboundEmail(models.Model):
         ]
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="email_state_next"),
-            models.Index(fields=["request", "created_at"], name="email_request_time"),
+            models.Index(fields=["reset", "created_at"], name="email_request_time"),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_for_patient(self) -> bool:
+        """A patient's email (in their language, replies to the front desk,
+        sent first) rather than one for staff."""
+        return self.kind in PATIENT_EMAIL_KINDS
 
     @property
     def message_id(self) -> str:
@@ -368,3 +403,8 @@ class OutboundEmail(models.Model):
         domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "localhost"
         # The creation time keeps ids unique across databases and resets.
         return f"<outbox-{self.pk}.{int(self.created_at.timestamp() * 1_000_000)}@{domain}>"
+
+
+PATIENT_EMAIL_KINDS = frozenset(
+    {OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.RESOLVED, OutboundEmail.Kind.CLOSED}
+)

@@ -1,11 +1,11 @@
-"""The practice's clock: its time zone (PRACTICE_TIME_ZONE), its today and
-when one of its days starts. One place, so that the 48-hour window, the
-form's date rules, the daily digest, the dashboard's week and the CSV export
-agree on what "today" is."""
+"""The practice's clock: its time zone (PRACTICE_TIME_ZONE), its today, when
+one of its days starts, and when a visit's invitation link has expired. One
+place, so that the 48-hour window, the form's date rules, the daily digest,
+the dashboard's week and the CSV export agree on what "today" is."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -24,3 +24,19 @@ def practice_today(now: datetime | None = None) -> date:
 def practice_day_start(day: date) -> datetime:
     """Midnight at the practice on ``day``."""
     return datetime.combine(day, time.min, tzinfo=practice_zone())
+
+
+def week_start(now: datetime | None = None) -> datetime:
+    """Monday 00:00 of the current week in the practice's time zone."""
+    today = practice_today(now)
+    return practice_day_start(today - timedelta(days=today.weekday()))
+
+
+def access_window_ends(appointment_date: date) -> datetime:
+    """When the invitation link of a visit on ``appointment_date`` has
+    surely expired: ACCESS_LINK_HOURS after the start of that day in the
+    practice's time zone."""
+    day_start = practice_day_start(appointment_date)
+    # Arithmetic on an aware datetime moves the wall clock, not elapsed time:
+    # count real hours in UTC, or a clock change shifts the window by an hour.
+    return (day_start.astimezone(UTC) + timedelta(hours=settings.ACCESS_LINK_HOURS)).astimezone(day_start.tzinfo)

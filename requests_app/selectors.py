@@ -1,9 +1,8 @@
-"""Every non-trivial read: status links, the public step, the staff queue,
+"""Every non-trivial read: status links, the public step, the overdue rule,
 the dashboard's counts."""
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,18 +12,12 @@ from django.db.models import Aggregate, Count, DurationField, F, Q, QuerySet
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from .models import REFERENCE_ALPHABET, REFERENCE_LENGTH, ResetRequest, normalize_reference
-from .practice_time import practice_day_start, practice_today
-
-_REFERENCE = re.compile(rf"[{REFERENCE_ALPHABET}]{{4}}-[{REFERENCE_ALPHABET}]{{4}}")
-
-
-def is_reference(text: str) -> bool:
-    """Whether ``text`` is a reference as we print it (``K7QM-3XTD``)."""
-    return _REFERENCE.fullmatch(text) is not None
+from .models import ResetRequest, Status
+from .practice_time import week_start
+from .references import REFERENCE_LENGTH, is_reference, normalize_reference
 
 
-def request_by_status_token(*, token: str) -> ResetRequest | None:
+def reset_by_status_token(*, token: str) -> ResetRequest | None:
     """The request a status link points at, or None for a wrong token or a
     request whose personal data (and so its link) was purged.
 
@@ -37,34 +30,42 @@ def request_by_status_token(*, token: str) -> ResetRequest | None:
     # a NUL byte in a query parameter with an error, not an empty result).
     if len(secret) < 22 or not is_reference(reference):
         return None
-    request = ResetRequest.objects.filter(reference=reference).exclude(status_secret="").first()
-    if request is None or not secrets.compare_digest(request.status_secret.encode(), secret.encode()):
+    reset = ResetRequest.objects.filter(reference=reference).exclude(status_secret="").first()
+    if reset is None or not secrets.compare_digest(reset.status_secret.encode(), secret.encode()):
         return None
-    return request
+    return reset
 
 
-def public_step(request: ResetRequest) -> str:
+_PUBLIC_STEP = {
+    Status.NEW: "received",
+    Status.IN_PROGRESS: "verifying",
+    Status.WAITING: "verifying",
+    Status.RESOLVED: "reset",
+    Status.CLOSED: "closed",
+}
+
+
+def public_step(reset: ResetRequest) -> str:
     """The coarse step a patient sees: received → being verified → access
     reset, or closed."""
-    Status = ResetRequest.Status
-    return {
-        Status.NEW: "received",
-        Status.IN_PROGRESS: "verifying",
-        Status.WAITING: "verifying",
-        Status.RESOLVED: "reset",
-        Status.CLOSED: "closed",
-    }[ResetRequest.Status(request.status)]
+    return _PUBLIC_STEP[Status(reset.status)]
 
 
-def overdue_q() -> Q:
-    """Open, not waiting on the patient, and past its due time."""
-    return Q(
-        status__in=[ResetRequest.Status.NEW, ResetRequest.Status.IN_PROGRESS],
-        due_at__lt=timezone.now(),
-    )
+# The overdue rule: open, not waiting on the patient (its due clock is
+# paused), and past its due time. overdue_q() for queries, is_overdue() for a
+# row already loaded.
+_DUE_CLOCK_RUNS = (Status.NEW, Status.IN_PROGRESS)
 
 
-def requests_overdue() -> QuerySet[ResetRequest]:
+def overdue_q(now: datetime | None = None) -> Q:
+    return Q(status__in=_DUE_CLOCK_RUNS, due_at__lt=now or timezone.now())
+
+
+def is_overdue(reset: ResetRequest, now: datetime | None = None) -> bool:
+    return reset.status in _DUE_CLOCK_RUNS and reset.due_at < (now or timezone.now())
+
+
+def resets_overdue() -> QuerySet[ResetRequest]:
     return ResetRequest.objects.filter(overdue_q()).order_by("due_at")
 
 
@@ -85,12 +86,6 @@ class _Median(Aggregate):
     output_field = DurationField()
 
 
-def week_start(now: datetime | None = None) -> datetime:
-    """Monday 00:00 of the current week in the practice's time zone."""
-    today = practice_today(now)
-    return practice_day_start(today - timedelta(days=today.weekday()))
-
-
 def queue_dashboard() -> dict[str, Any]:
     """The queue at a glance: open, overdue, waiting, resolved this week
     (since Monday 00:00, practice time) and the median time from submission
@@ -106,13 +101,13 @@ def queue_dashboard() -> dict[str, Any]:
     now = timezone.now()
     monday = week_start(now)
     since = now - timedelta(days=MEDIAN_WINDOW_DAYS)
-    resolved_in_window = Q(status=ResetRequest.Status.RESOLVED, ended_at__gte=since)
+    resolved_in_window = Q(status=Status.RESOLVED, ended_at__gte=since)
     time_to_resolve = F("ended_at") - F("submitted_at")
     aggregates: dict[str, Any] = {
         "open": Count("pk", filter=Q(is_open=True)),
         "overdue": Count("pk", filter=overdue_q()),
-        "waiting": Count("pk", filter=Q(status=ResetRequest.Status.WAITING)),
-        "resolved_this_week": Count("pk", filter=Q(status=ResetRequest.Status.RESOLVED, ended_at__gte=monday)),
+        "waiting": Count("pk", filter=Q(status=Status.WAITING)),
+        "resolved_this_week": Count("pk", filter=Q(status=Status.RESOLVED, ended_at__gte=monday)),
         "resolved_in_window": Count("pk", filter=resolved_in_window),
     }
     on_postgresql = connection.vendor == "postgresql"

@@ -16,10 +16,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import is_ratelimited
 
+from portal_reset.client_address import client_ip
+
 from . import selectors, services
 from .forms import FAMILY_PREFIX, FamilyFormSet, ResetRequestForm, to_submission
-from .models import new_reference
-from .request_context import client_ip
+from .practice_time import access_window_ends
+from .references import is_reference, new_reference
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def reset_request(request: HttpRequest) -> HttpResponse:
         form = ResetRequestForm(request.POST)
         family = FamilyFormSet(request.POST, prefix=FAMILY_PREFIX)
         if form.is_valid() and family.is_valid():
-            window_ends = services.access_window_ends(form.cleaned_data["appointment_date"])
+            window_ends = access_window_ends(form.cleaned_data["appointment_date"])
             if timezone.now() < window_ends:
                 return render(
                     request,
@@ -117,10 +119,10 @@ def reset_request(request: HttpRequest) -> HttpResponse:
                 logger.info("reset form dropped as automated")
                 return _confirmation(new_reference())
             # Inline, not a local: error reports list this frame's variables.
-            result = services.request_submit(
+            result = services.reset_submit(
                 submission=replace(to_submission(form, family), language=request.LANGUAGE_CODE)
             )
-            return _confirmation(result.request.reference)
+            return _confirmation(result.reset.reference)
     else:
         form = ResetRequestForm()
         family = FamilyFormSet(prefix=FAMILY_PREFIX)
@@ -144,7 +146,7 @@ def submitted(request: HttpRequest, reference: str) -> HttpResponse:
     It reads nothing from the database, so it cannot tell anyone whether a
     request (or someone's earlier request) exists.
     """
-    if not selectors.is_reference(reference):
+    if not is_reference(reference):
         raise Http404
     return render(
         request,
@@ -157,7 +159,7 @@ def submitted(request: HttpRequest, reference: str) -> HttpResponse:
 @require_GET
 def status(request: HttpRequest, token: str) -> HttpResponse:
     """Where a request stands, reached from the acknowledgment email."""
-    reset_request = selectors.request_by_status_token(token=token)
+    reset_request = selectors.reset_by_status_token(token=token)
     if reset_request is None:
         raise Http404
     response = render(

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .. import selectors
-from ..admin import format_age
+from ..formatting import format_age
 
 register = template.Library()
 

@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from requests_app.models import RequestEvent, ResetRequest, new_reference, new_status_secret
+from requests_app.models import RequestEvent, ResetRequest
+from requests_app.references import new_reference, new_status_secret
 
 FIRST = "Maria Jose Ana Luis Carmen Juan Rosa Carlos Emma Liam Olivia Noah Ava Ethan Mia Lucas Sofia Mateo".split()
 LAST = "Garcia Smith Lopez Johnson Martinez Brown Rodriguez Davis Hernandez Miller Wilson Moore Taylor Thomas".split()
@@ -93,7 +94,7 @@ class Command(BaseCommand):
                 RequestEvent.objects.bulk_create(
                     (
                         RequestEvent(
-                            request=r, kind=RequestEvent.Kind.SUBMITTED, to_status="new", created_at=r.submitted_at
+                            reset=r, kind=RequestEvent.Kind.SUBMITTED, to_status="new", created_at=r.submitted_at
                         )
                         for r in saved
                     ),

@@ -1,4 +1,10 @@
-"""The staff admin site: Django's, with a TOTP second factor when STAFF_MFA is on."""
+"""The staff admin site: Django's, with a TOTP second factor when STAFF_MFA is on.
+
+It is the project's one admin site, where every app's models are registered
+(``django.contrib.auth``'s as well as ours), so it lives with the project
+rather than inside ``requests_app.admin``: resolving it must not import an
+app's admin modules, which register themselves on the site being resolved.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +25,6 @@ class StaffAdminSite(OTPAdminSite):
     site_header = "Portal access resets"
     site_title = "Portal access resets"
     index_title = "Reset requests"
-
-    def __init__(self, name: str = "admin") -> None:
-        super().__init__(name)
 
     @property  # type: ignore[override]
     def login_form(self) -> Any:

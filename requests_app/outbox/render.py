@@ -1,4 +1,4 @@
-"""Render outbox emails from templates/emails/<kind>_{subject.txt,body.txt,body.html}.
+"""Outbox emails rendered from templates/emails/<kind>_{subject.txt,body.txt,body.html}.
 
 Patient emails carry the reference, what happens next, the expected response
 time, the status link, the spam-folder reminder and the practice's contact —
@@ -16,12 +16,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 
-from .models import OutboundEmail
-from .selectors import requests_overdue
+from ..models import OutboundEmail
+from ..selectors import resets_overdue
 
 # The digest lists the most overdue requests; its count covers them all.
 DIGEST_MAX_LISTED = 200
-PATIENT_KINDS = {OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.RESOLVED, OutboundEmail.Kind.CLOSED}
 
 
 def site_url(path: str) -> str:
@@ -43,21 +42,21 @@ def practice_context() -> dict[str, Any]:
 
 def email_context(outbound: OutboundEmail) -> dict[str, Any]:
     context = practice_context()
-    request = outbound.request
-    if request is not None:
+    reset = outbound.reset
+    if reset is not None:
         context.update(
             {
-                "reference": request.reference,
-                "first_name": request.first_name,
-                "status_url": site_url(request.get_status_url()),
-                "admin_url": site_url(reverse("admin:requests_app_resetrequest_change", args=[request.pk])),
-                "reason": request.get_reason_display(),
-                "outcome": request.outcome,
-                "close_reason": request.close_reason,
+                "reference": reset.reference,
+                "first_name": reset.first_name,
+                "status_url": site_url(reset.get_status_url()),
+                "admin_url": site_url(reverse("admin:requests_app_resetrequest_change", args=[reset.pk])),
+                "reason": reset.get_reason_display(),
+                "outcome": reset.outcome,
+                "close_reason": reset.close_reason,
             }
         )
     elif outbound.kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST:
-        overdue_requests = requests_overdue()
+        overdue_requests = resets_overdue()
         overdue = [
             {
                 "reference": r.reference,
@@ -82,8 +81,8 @@ def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
 
 def email_language(outbound: OutboundEmail) -> str:
     """The patient's language for their own emails; English for staff."""
-    if outbound.kind in PATIENT_KINDS and outbound.request is not None:
-        return outbound.request.language
+    if outbound.is_for_patient and outbound.reset is not None:
+        return outbound.reset.language
     return "en"
 
 
@@ -100,7 +99,7 @@ def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
         to=[outbound.to],
         headers={"Message-ID": outbound.message_id, "Content-Language": language},
         # A patient's reply reaches the front desk, not an unread mailbox.
-        reply_to=[settings.PRACTICE_CONTACT_EMAIL] if outbound.kind in PATIENT_KINDS else None,
+        reply_to=[settings.PRACTICE_CONTACT_EMAIL] if outbound.is_for_patient else None,
     )
     message.attach_alternative(html, "text/html")
     return message

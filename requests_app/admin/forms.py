@@ -1,7 +1,7 @@
 """The small forms of the staff workflow in the admin.
 
 They collect and validate input only; the rules (which move is allowed, what
-resolving needs) live in services.py, which the admin views call. Every form
+resolving needs) live in services/workflow.py, which the admin views call. Every form
 that moves a request carries ``expected_status``: the status the staff member
 saw when they chose the move, so that of two people acting at once the second
 is told the request changed instead of silently overwriting the first.
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import ResetRequest
-
-NOTE_MAX_LENGTH = 5000
+from ..models import ResetRequest
+from ..services.workflow import NOTE_MAX_LENGTH
 
 
 def note_field(label: str = "Note (optional)", *, required: bool = False) -> forms.CharField:

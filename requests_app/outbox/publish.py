@@ -1,0 +1,56 @@
+"""Outbox ids to the broker.
+
+The task is looked up by name in Celery's registry, not imported: ``tasks``
+imports the outbox, so the outbox importing ``tasks`` back would tie the two
+in a cycle. The app's ``ready()`` imports ``tasks``, so the task is
+registered in every process that runs Django.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from celery import current_app
+from django.conf import settings
+
+from ..models import PATIENT_EMAIL_KINDS
+
+logger = logging.getLogger(__name__)
+
+SEND_EMAILS_TASK = "requests_app.tasks.send_emails"
+# The emails a patient waits for (portal_reset/settings.py: CELERY_TASK_QUEUES).
+PATIENT_EMAIL_QUEUE = "patient_email"
+
+
+def email_publish(*, email_ids: Sequence[int], countdown: float | None = None, queue: str | None = None) -> int:
+    """Hand outbox ids to the broker (the default queue unless ``queue``),
+    EMAIL_BATCH_SIZE to a message; return how many were handed over. A
+    broker that is down is logged and otherwise ignored: those rows stay
+    pending and the sweeper queues them again."""
+    send_emails = current_app.tasks[SEND_EMAILS_TASK]
+    handed, size = 0, settings.EMAIL_BATCH_SIZE
+    for start in range(0, len(email_ids), size):
+        batch = list(email_ids[start : start + size])
+        try:
+            send_emails.apply_async(args=[batch], countdown=countdown, queue=queue)
+        except Exception as exc:  # kombu raises many kinds when the broker is down
+            logger.warning(
+                "could not queue %s emails, the sweeper will: %s",
+                len(email_ids) - handed,
+                type(exc).__name__,
+            )
+            break  # the rest would wait for the same broker in vain
+        handed += len(batch)
+    return handed
+
+
+def publish_by_queue(queued: Sequence[tuple[int, str]]) -> int:
+    """Publish (id, kind) pairs, a patient's emails to the queue workers take
+    from first; return how many were handed over."""
+    patient = [email_id for email_id, kind in queued if kind in PATIENT_EMAIL_KINDS]
+    others = [email_id for email_id, kind in queued if kind not in PATIENT_EMAIL_KINDS]
+    handed = email_publish(email_ids=patient, queue=PATIENT_EMAIL_QUEUE) if patient else 0
+    if handed < len(patient):
+        return handed  # the broker is down: the rest would wait for it in vain
+    return handed + (email_publish(email_ids=others) if others else 0)

@@ -1,0 +1,241 @@
+"""Sending: a worker claims outbox rows, sends them over one SMTP connection
+and marks each one, retrying the temporary failures and failing the
+permanent ones."""
+
+from __future__ import annotations
+
+import logging
+import random
+import smtplib
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.mail import get_connection
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..models import OutboundEmail, RequestEvent
+from . import render
+from .publish import email_publish
+
+logger = logging.getLogger(__name__)
+
+# Retries back off to at most this long between two attempts.
+MAX_BACKOFF_SECONDS = 1800
+
+
+@dataclass(frozen=True)
+class SendResult:
+    state: str
+    retry_in: float | None = None
+
+
+def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
+    """Send outbox emails one after another over one SMTP connection, each at
+    most once per claim.
+
+    Idempotent and safe to call twice or from two workers at once: the rows
+    are claimed first (claim_emails) and only the worker that claimed a row
+    sends it. SMTP happens outside any transaction; a row is marked sent
+    right after the server accepted its message, before the next message and
+    before QUIT. An email that failed for a while comes back pending with its
+    own ``retry_in``. A claim older than EMAIL_CLAIM_TIMEOUT_SECONDS belongs
+    to a dead worker and may be taken again — so a worker killed after the
+    server accepted a message but before marking it sent causes one
+    duplicate (at-least-once).
+    """
+    email_ids = list(dict.fromkeys(email_ids))  # an id named twice is sent once
+    # Built before anything is claimed: a backend that cannot be built
+    # leaves every row as it was.
+    connection = get_connection(fail_silently=False)
+    claimed = claim_emails(email_ids)
+    unsent = [email_id for email_id in email_ids if email_id in claimed]
+    results: dict[int, SendResult] = {}
+    deadline = timezone.now() + timedelta(seconds=settings.EMAIL_BATCH_SECONDS)
+    try:
+        while unsent and timezone.now() < deadline:
+            results[unsent[0]] = send_claimed(claimed[unsent[0]], connection)
+            unsent.pop(0)
+    finally:
+        # Every row sent on this connection says so by now: only now QUIT. A
+        # worker that dies during QUIT leaves sent rows, not stale claims
+        # that the sweeper would send a second time.
+        _close_quietly(connection)
+        if unsent:
+            # Out of time (a slow server) or an error (the database): what
+            # was claimed but not tried goes back now, not after the claim
+            # timeout.
+            _release(unsent)
+    results.update({email_id: SendResult(state=OutboundEmail.State.PENDING) for email_id in unsent})
+    others = [email_id for email_id in email_ids if email_id not in claimed]
+    if others:
+        states = dict(OutboundEmail.objects.filter(pk__in=others).values_list("pk", "state"))
+        results.update({email_id: SendResult(state=states.get(email_id, "missing")) for email_id in others})
+    return {email_id: results[email_id] for email_id in email_ids}
+
+
+def claimable_q() -> Q:
+    """Rows a worker may claim now: pending and due (a retry waits out its
+    backoff even if its task comes early), or claimed so long ago that their
+    worker died."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    return Q(state=OutboundEmail.State.PENDING) & due | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
+
+
+def claim_emails(email_ids: Sequence[int]) -> dict[int, OutboundEmail]:
+    """Claim for this worker the rows among ``email_ids`` that may be sent
+    (claimable_q). Each row is claimed by one worker only: on PostgreSQL a
+    row another worker is claiming is skipped (SKIP LOCKED), on SQLite the
+    IMMEDIATE transaction lets one writer in at a time; the conditional
+    UPDATE then takes only rows still claimable."""
+    now = timezone.now()
+    claimable = claimable_q()
+    with transaction.atomic():
+        rows = list(
+            OutboundEmail.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("reset")
+            .filter(claimable, pk__in=email_ids)
+        )
+        if rows:
+            OutboundEmail.objects.filter(claimable, pk__in=[row.pk for row in rows]).update(
+                state=OutboundEmail.State.SENDING, claimed_at=now, attempts=F("attempts") + 1
+            )
+    for row in rows:
+        row.state, row.claimed_at, row.attempts = OutboundEmail.State.SENDING, now, row.attempts + 1
+    return {row.pk: row for row in rows}
+
+
+def _release(email_ids: Sequence[int]) -> None:
+    """Give back rows this worker claimed but never tried to send: pending,
+    the attempt not counted, and queued again at once. A failure here (the
+    database is down) is logged: the claims then run out and the sweeper
+    queues the rows."""
+    try:
+        OutboundEmail.objects.filter(pk__in=email_ids, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.PENDING, claimed_at=None, attempts=F("attempts") - 1
+        )
+    except Exception as exc:
+        logger.warning("could not give back %s claimed emails: %s", len(email_ids), type(exc).__name__)
+        return
+    logger.info("%s claimed emails not sent in this batch, queued again", len(email_ids))
+    email_publish(email_ids=email_ids)
+
+
+def send_claimed(outbound: OutboundEmail, connection: Any) -> SendResult:
+    """Send one row this worker claimed and mark it sent, or hand the
+    failure to _failed."""
+    try:
+        message = render.build_message(outbound)
+        message.connection = connection
+        # Opened here (unless already open), the backend keeps the
+        # connection open after sending.
+        connection.open()
+        message.send(fail_silently=False)
+    except Exception as exc:
+        # What the server made of the conversation is unknown: the next
+        # message starts on a new connection.
+        _close_quietly(connection)
+        return _failed(outbound, exc)
+
+    sent_at = timezone.now()
+    with transaction.atomic():
+        OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.SENT, sent_at=sent_at, last_error=""
+        )
+        if outbound.reset is not None:
+            RequestEvent.objects.record(
+                outbound.reset, RequestEvent.Kind.EMAIL_SENT, message=outbound.get_kind_display(), at=sent_at
+            )
+    logger.info("email sent id=%s kind=%s attempts=%s", outbound.pk, outbound.kind, outbound.attempts)
+    return SendResult(state=OutboundEmail.State.SENT)
+
+
+def _close_quietly(connection: Any) -> None:
+    """Close an SMTP connection; a failure to say QUIT changes nothing."""
+    try:
+        connection.close()
+    except Exception as exc:
+        logger.warning("closing the SMTP connection failed: %s", type(exc).__name__)
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential with jitter: ~EMAIL_RETRY_BASE_SECONDS (30 s), then twice
+    as long each time, capped at 30 minutes."""
+    base = settings.EMAIL_RETRY_BASE_SECONDS
+    return random.uniform(0.5, 1.0) * min(base * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
+
+
+def is_transient(exc: Exception) -> bool:
+    """Whether trying again later may succeed: a 4xx reply, a dropped or
+    refused connection, a time-out. A 5xx reply is permanent."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        # The task ran out of time mid-send: whether the server took the
+        # message is unknown, so it is tried again (at least once).
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(400 <= code < 500 for code in codes)
+    return isinstance(
+        exc,
+        (
+            smtplib.SMTPServerDisconnected,
+            smtplib.SMTPConnectError,
+            ConnectionError,
+            socket.timeout,
+            TimeoutError,
+            OSError,
+        ),
+    )
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _describe_error(exc: Exception) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"[:500]
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(exc.recipients.values()))
+        return f"{code} {_text(reply)}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _failed(outbound: OutboundEmail, exc: Exception) -> SendResult:
+    """Release the claim: back to pending with a backoff when the failure is
+    temporary and attempts remain, otherwise failed for staff to see."""
+    error = _describe_error(exc)
+    now = timezone.now()
+    if is_transient(exc) and outbound.attempts < settings.EMAIL_MAX_ATTEMPTS:
+        delay = backoff_seconds(outbound.attempts)
+        OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.PENDING,
+            last_error=error,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+        logger.warning("email id=%s attempt %s failed, retrying in %.0fs", outbound.pk, outbound.attempts, delay)
+        return SendResult(state=OutboundEmail.State.PENDING, retry_in=delay)
+
+    with transaction.atomic():
+        OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(
+            state=OutboundEmail.State.FAILED, last_error=error
+        )
+        if outbound.reset is not None:
+            RequestEvent.objects.record(
+                outbound.reset,
+                RequestEvent.Kind.EMAIL_FAILED,
+                message=f"{outbound.get_kind_display()}: {error} (after {outbound.attempts} attempts)",
+                at=now,
+            )
+    logger.error("email id=%s failed for good after %s attempts", outbound.pk, outbound.attempts)
+    return SendResult(state=OutboundEmail.State.FAILED)

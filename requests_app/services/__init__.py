@@ -1,0 +1,44 @@
+"""Every write of the application, by domain: a patient's submission, the
+staff workflow, the digest and retention. Emails go through the outbox
+(``requests_app.outbox``).
+
+Each function is atomic, records its timeline event with the acting user in
+the same transaction, and queues side effects (emails) only after commit.
+Callers (views, admin, tasks, commands) never set ``status`` themselves.
+"""
+
+from .digest import digest_queue_overdue
+from .retention import resets_purge_expired
+from .submission import Submission, SubmitResult, reset_submit
+from .workflow import (
+    check_move,
+    reset_add_note,
+    reset_assign,
+    reset_close,
+    reset_record_identity_check,
+    reset_record_view,
+    reset_resend_acknowledgment,
+    reset_resolve,
+    reset_start,
+    reset_wait,
+    resets_close_stale_waiting,
+)
+
+__all__ = [
+    "Submission",
+    "SubmitResult",
+    "check_move",
+    "digest_queue_overdue",
+    "reset_add_note",
+    "reset_assign",
+    "reset_close",
+    "reset_record_identity_check",
+    "reset_record_view",
+    "reset_resend_acknowledgment",
+    "reset_resolve",
+    "reset_start",
+    "reset_submit",
+    "reset_wait",
+    "resets_close_stale_waiting",
+    "resets_purge_expired",
+]

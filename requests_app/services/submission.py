@@ -1,0 +1,144 @@
+"""A patient's form becomes a reset request (or joins their open one)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone, translation
+from django.views.decorators.debug import sensitive_variables
+
+from ..models import FamilyMember, OutboundEmail, RequestEvent, ResetRequest, Status
+from ..outbox.queue import email_queue_many
+from ..references import new_reference
+
+logger = logging.getLogger(__name__)
+
+# A reference collision (about 1 in 10^11) or a concurrent first submission
+# of the same patient is tried again this many times.
+SUBMIT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A patient's validated form, as forms.py hands it over."""
+
+    first_name: str
+    last_name: str
+    date_of_birth: date
+    email: str
+    phone: str
+    appointment_date: date
+    reason: str
+    details: str = ""
+    family: tuple[tuple[str, str, date], ...] = ()
+    # The language the patient used the site in: their emails are in it.
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    reset: ResetRequest
+    created: bool
+
+
+# Error reports show no local variable of this call or of anything it calls.
+@sensitive_variables()
+def reset_submit(*, submission: Submission) -> SubmitResult:
+    """File a reset request, or attach it to the patient's open one.
+
+    Atomic: the request, its first event and its acknowledgment (plus the
+    staff notification) are stored together or not at all; the emails are
+    queued after commit. A second submission with the same email and date of
+    birth while a request is open is recorded on that request's timeline and
+    gets a fresh acknowledgment, so the caller cannot tell the two apart.
+    """
+    for _ in range(SUBMIT_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return _submit_once(submission)
+        except IntegrityError:
+            # Either a reference collision or a concurrent first submission
+            # by the same patient won the race: try again, which attaches to
+            # that one.
+            continue
+    raise RuntimeError(f"Could not store the reset request after {SUBMIT_ATTEMPTS} attempts.")
+
+
+def _submit_once(submission: Submission) -> SubmitResult:
+    now = timezone.now()
+    existing = (
+        ResetRequest.objects.select_for_update()
+        .filter(email=submission.email, date_of_birth=submission.date_of_birth, is_open=True)
+        .first()
+    )
+    language = _patient_language(submission.language)
+    if existing is not None:
+        if existing.language != language:
+            # The fresh acknowledgment (and later emails) follow the language
+            # the patient used last.
+            ResetRequest.objects.filter(pk=existing.pk).update(language=language)
+            existing.language = language
+        email_queue_many(
+            messages=[(existing, OutboundEmail.Kind.ACKNOWLEDGMENT, existing.email)],
+            also_record=[
+                RequestEvent(
+                    reset=existing, kind=RequestEvent.Kind.DUPLICATE, message=_describe(submission), created_at=now
+                )
+            ],
+        )
+        return SubmitResult(reset=existing, created=False)
+
+    reset = ResetRequest.objects.create(
+        reference=new_reference(),
+        first_name=submission.first_name,
+        last_name=submission.last_name,
+        date_of_birth=submission.date_of_birth,
+        email=submission.email,
+        phone=submission.phone,
+        appointment_date=submission.appointment_date,
+        reason=submission.reason,
+        details=submission.details,
+        language=language,
+        submitted_at=now,
+        due_at=now + timedelta(hours=settings.RESET_SLA_HOURS),
+    )
+    FamilyMember.objects.bulk_create(
+        FamilyMember(reset=reset, first_name=first, last_name=last, date_of_birth=dob)
+        for first, last, dob in submission.family
+    )
+    # Both emails in one go: one insert for the rows, one for every event
+    # (the "submitted" one first).
+    email_queue_many(
+        messages=[
+            (reset, OutboundEmail.Kind.ACKNOWLEDGMENT, reset.email),
+            (reset, OutboundEmail.Kind.STAFF_NEW_REQUEST, settings.STAFF_NOTIFY_EMAIL),
+        ],
+        also_record=[RequestEvent(reset=reset, kind=RequestEvent.Kind.SUBMITTED, to_status=Status.NEW, created_at=now)],
+    )
+    logger.info("reset request submitted reference=%s", reset.reference)
+    return SubmitResult(reset=reset, created=True)
+
+
+def _patient_language(code: str) -> str:
+    return code if code in dict(settings.LANGUAGES) else "en"
+
+
+def _describe(submission: Submission) -> str:
+    """What a repeated submission said, for staff on the timeline (in
+    English, whatever language the patient used)."""
+    with translation.override("en"):
+        reason = str(ResetRequest.Reason(submission.reason).label)
+    lines = [
+        f"Name: {submission.first_name} {submission.last_name}",
+        f"Phone: {submission.phone}",
+        f"Appointment: {submission.appointment_date.isoformat()}",
+        f"Reason: {reason}",
+    ]
+    lines += [f"Family member: {first} {last} ({dob.isoformat()})" for first, last, dob in submission.family]
+    if submission.details:
+        lines.append(f"Details: {submission.details}")
+    return "\n".join(lines)
