@@ -26,11 +26,11 @@ class StaffAdminSite(OTPAdminSite):
     site_title = "Portal access resets"
     index_title = "Reset requests"
 
-    @property  # type: ignore[override]
+    @property
     def login_form(self) -> Any:
         return OTPAdminAuthenticationForm if settings.STAFF_MFA else AdminAuthenticationForm
 
-    @property  # type: ignore[override]
+    @property
     def login_template(self) -> Any:
         return OTPAdminSite.login_template if settings.STAFF_MFA else None
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Fieldset, Layout
 from django import forms
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 from .models import ResetRequest
 from .phones import parse_phone
@@ -42,7 +45,7 @@ def validate_date_of_birth(value: date) -> None:
         raise forms.ValidationError(_("Please check the year of the date of birth."))
 
 
-def name_field(label: str, autocomplete: str = "off") -> forms.CharField:
+def name_field(label: StrOrPromise, autocomplete: str = "off") -> forms.CharField:
     return forms.CharField(
         label=label,
         max_length=100,
@@ -51,7 +54,7 @@ def name_field(label: str, autocomplete: str = "off") -> forms.CharField:
     )
 
 
-def dob_field(label: str, autocomplete: str = "off") -> forms.DateField:
+def dob_field(label: StrOrPromise, autocomplete: str = "off") -> forms.DateField:
     return forms.DateField(
         label=label,
         input_formats=ISO_DATE,
@@ -66,7 +69,8 @@ class TextAreaField(forms.CharField):
     character against maxlength; count (and store) them the same way."""
 
     def to_python(self, value: Any) -> str:
-        return super().to_python(value).replace("\r\n", "\n")
+        text: str = super().to_python(value) or ""
+        return text.replace("\r\n", "\n")
 
 
 class ResetRequestForm(forms.Form):
@@ -161,13 +165,13 @@ class FamilyMemberForm(forms.Form):
 
 
 class BaseFamilyFormSet(forms.BaseFormSet):
-    def __init__(self, data: Any = None, *args: Any, prefix: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, data: Any = None, *, prefix: str | None = None, **kwargs: Any) -> None:
         # The family part is optional: a POST that leaves it out entirely
         # (no management form) names nobody rather than failing.
         prefix = prefix or self.get_default_prefix()
         if data is not None and f"{prefix}-TOTAL_FORMS" not in data:
             data = {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"}
-        super().__init__(data, *args, prefix=prefix, **kwargs)
+        super().__init__(data, prefix=prefix, **kwargs)
 
     def members(self) -> tuple[tuple[str, str, date], ...]:
         return tuple(
@@ -181,13 +185,16 @@ class BaseFamilyFormSet(forms.BaseFormSet):
         )
 
 
-FamilyFormSet = forms.formset_factory(
-    FamilyMemberForm,
-    formset=BaseFamilyFormSet,
-    extra=1,
-    max_num=5,
-    absolute_max=5,
-    validate_max=True,
+FamilyFormSet = cast(
+    "type[BaseFamilyFormSet]",
+    forms.formset_factory(
+        FamilyMemberForm,
+        formset=BaseFamilyFormSet,
+        extra=1,
+        max_num=5,
+        absolute_max=5,
+        validate_max=True,
+    ),
 )
 FAMILY_PREFIX = "family"
 

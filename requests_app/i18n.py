@@ -10,8 +10,10 @@ a form on change. The choice is kept in Django's language cookie.
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.middleware.locale import LocaleMiddleware
 from django.urls import reverse
 from django.utils import translation
@@ -27,7 +29,9 @@ class PatientLocaleMiddleware(LocaleMiddleware):
     English, whatever the browser asks for; and ``?lang=<code>`` on a patient
     page stores that choice and redirects to the page without it."""
 
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+    # Django's middleware may answer from process_request; the stubs of
+    # LocaleMiddleware say it never does, which is true of Django's own only.
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:  # type: ignore[override]
         if request.path.startswith(reverse("admin:index")):
             translation.activate(STAFF_LANGUAGE)
             request.LANGUAGE_CODE = translation.get_language()
@@ -37,7 +41,7 @@ class PatientLocaleMiddleware(LocaleMiddleware):
         super().process_request(request)
         return None
 
-    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         response = super().process_response(request, response)
         # The language cookie chooses the page's language as much as
         # Accept-Language does: a shared cache must keep them apart.
@@ -66,6 +70,6 @@ class PatientLocaleMiddleware(LocaleMiddleware):
                 domain=settings.LANGUAGE_COOKIE_DOMAIN,
                 secure=settings.LANGUAGE_COOKIE_SECURE or request.is_secure(),
                 httponly=True,  # no script of ours reads it
-                samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+                samesite=cast(Literal["Lax", "Strict", "None"], settings.LANGUAGE_COOKIE_SAMESITE),
             )
         return response

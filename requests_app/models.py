@@ -23,6 +23,7 @@ from .references import new_status_secret
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
+
 class Status(models.TextChoices):
     NEW = "new", "New"
     IN_PROGRESS = "in_progress", "In progress"

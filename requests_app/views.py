@@ -52,7 +52,7 @@ def _looks_like_bot(request: HttpRequest, form: ResetRequestForm) -> bool:
     if settings.SUBMIT_MIN_SECONDS <= 0:
         return False
     try:
-        started = float(request.get_signed_cookie(STARTED_COOKIE, salt=STARTED_SALT))
+        started = float(request.get_signed_cookie(STARTED_COOKIE, salt=STARTED_SALT) or "")
     except (KeyError, signing.BadSignature, ValueError):
         return True
     return timezone.now().timestamp() - started < settings.SUBMIT_MIN_SECONDS

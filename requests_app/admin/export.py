@@ -15,7 +15,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
@@ -102,7 +102,7 @@ class ExportChangeList(ChangeList):
 EXPORT_URL_NAME = "requests_app_resetrequest_export"
 
 
-class ExportMixin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ExportMixin(admin.ModelAdmin):
     """``export.csv`` beside the request list: the list as it is filtered and
     searched."""
 
@@ -112,7 +112,7 @@ class ExportMixin(admin.ModelAdmin):  # type: ignore[type-arg]
             return ExportChangeList
         return super().get_changelist(request, **kwargs)
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
         """Streamed row by row, so that a hundred thousand requests never sit
         in memory."""
         if not self.has_view_permission(request):

@@ -21,7 +21,7 @@ from .request_page import acting_user
 
 
 @admin.register(OutboundEmail)
-class OutboundEmailAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class OutboundEmailAdmin(admin.ModelAdmin):
     list_display = ("queued", "kind", "to", "request_reference", "state", "attempts", "last_error", "sent")
     list_filter = ("state", "kind")
     list_select_related = ("reset",)

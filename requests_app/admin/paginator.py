@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 
@@ -15,7 +18,8 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return int(self.object_list.order_by()[: self.LIMIT + 1].count())
+        queryset = cast("QuerySet[Any]", self.object_list)
+        return queryset.order_by()[: self.LIMIT + 1].count()
 
     @property
     def count_is_capped(self) -> bool:

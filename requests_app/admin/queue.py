@@ -136,7 +136,7 @@ def search_q(term: str) -> Q:
 
 
 @admin.register(ResetRequest)
-class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):
     # The columns staff scan first come first: on a narrow screen the last
     # ones scroll.
     list_display = (
@@ -319,9 +319,7 @@ class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):  # typ
     @admin.action(description="Start (new → in progress)", permissions=["change"])
     def start(self, request: HttpRequest, queryset: QuerySet[ResetRequest]) -> None:
         user = acting_user(request)
-        self._bulk(
-            request, queryset, perform=lambda pk: services.reset_start(reset_id=pk, actor=user), done="Started"
-        )
+        self._bulk(request, queryset, perform=lambda pk: services.reset_start(reset_id=pk, actor=user), done="Started")
 
     @admin.action(description="Close as duplicate", permissions=["change"])
     def close_as_duplicate(self, request: HttpRequest, queryset: QuerySet[ResetRequest]) -> None:

@@ -45,7 +45,7 @@ def acting_user(request: HttpRequest) -> User:
     return cast("User", request.user)
 
 
-class FamilyMemberInline(admin.TabularInline):  # type: ignore[type-arg]
+class FamilyMemberInline(admin.TabularInline):
     model = FamilyMember
     fields = ("first_name", "last_name", "date_of_birth")
     readonly_fields = fields
@@ -148,7 +148,7 @@ def _unattended_actor(event: RequestEvent) -> str:
     return "system"
 
 
-class RequestPageMixin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RequestPageMixin(admin.ModelAdmin):
     """The request's page (the admin's change view, which saves nothing) and
     the views its forms post to."""
 
@@ -156,7 +156,9 @@ class RequestPageMixin(admin.ModelAdmin):  # type: ignore[type-arg]
         info = self.opts.app_label, self.opts.model_name
 
         def route(name: str, view: Callable[..., HttpResponse]) -> URLPattern:
-            return path(f"<path:object_id>/{name}/", self.admin_site.admin_view(view), name="{}_{}_{}".format(*info, name))
+            return path(
+                f"<path:object_id>/{name}/", self.admin_site.admin_view(view), name="{}_{}_{}".format(*info, name)
+            )
 
         def move_view_of(action: str) -> Callable[..., HttpResponse]:
             def view(request: HttpRequest, object_id: str) -> HttpResponse:
@@ -180,7 +182,7 @@ class RequestPageMixin(admin.ModelAdmin):  # type: ignore[type-arg]
             return cached
         queryset = self.get_queryset(request).select_related("assignee", "identity_verified_by")
         try:
-            obj = queryset.get(pk=ResetRequest._meta.pk.to_python(object_id))  # type: ignore[union-attr]
+            obj = queryset.get(pk=ResetRequest._meta.pk.to_python(object_id))
         except (ResetRequest.DoesNotExist, ValidationError, ValueError):
             return None
         request._reset_request = obj  # type: ignore[attr-defined]
@@ -287,10 +289,18 @@ class RequestPageMixin(admin.ModelAdmin):  # type: ignore[type-arg]
             raise Http404("No such reset request.")
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
-        return obj  # type: ignore[no-any-return]
+        return obj
 
     def _form_page(
-        self, request: HttpRequest, obj: ResetRequest, *, title: str, form: forms.Form, submit: str, move: str, style: str
+        self,
+        request: HttpRequest,
+        obj: ResetRequest,
+        *,
+        title: str,
+        form: forms.Form,
+        submit: str,
+        move: str,
+        style: str,
     ) -> TemplateResponse:
         return TemplateResponse(
             request,
@@ -360,7 +370,12 @@ class RequestPageMixin(admin.ModelAdmin):  # type: ignore[type-arg]
         if request.method == "GET":
             form = admin_forms.AssignForm(initial={"expected_status": obj.status, "expected_assignee": obj.assignee_id})
             return self._form_page(
-                request, obj, title=f"Assign to me: {obj.reference}", form=form, submit="Assign to me", move="assign",
+                request,
+                obj,
+                title=f"Assign to me: {obj.reference}",
+                form=form,
+                submit="Assign to me",
+                move="assign",
                 style="default",
             )
         if request.method != "POST":
@@ -444,7 +459,7 @@ class RequestPageMixin(admin.ModelAdmin):  # type: ignore[type-arg]
         if request.method == "POST":
             form = admin_forms.NoteForm(request.POST)
             if not form.is_valid():
-                self.message_user(request, "; ".join(form.errors["text"]), messages.ERROR)
+                self.message_user(request, "; ".join(str(error) for error in form.errors["text"]), messages.ERROR)
             else:
                 try:
                     services.reset_add_note(

@@ -296,4 +296,6 @@ def reset_add_note(*, reset_id: int, actor: User | None, text: str) -> RequestEv
 
 def reset_record_view(*, reset_id: int, actor: User | None) -> None:
     """Audit: a staff member opened the request's page."""
-    RequestEvent.objects.create(reset_id=reset_id, kind=RequestEvent.Kind.VIEWED, actor=actor, created_at=timezone.now())
+    RequestEvent.objects.create(
+        reset_id=reset_id, kind=RequestEvent.Kind.VIEWED, actor=actor, created_at=timezone.now()
+    )
