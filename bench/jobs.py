@@ -32,9 +32,10 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from requests_app import services  # noqa: E402
 from requests_app.management.commands.seed_demo import FIRST, LAST, STATUS_WEIGHTS  # noqa: E402
-from requests_app.models import REFERENCE_ALPHABET, OutboundEmail, ResetRequest  # noqa: E402
+from requests_app.models import OutboundEmail, ResetRequest  # noqa: E402
+from requests_app.outbox.queue import email_queue_many  # noqa: E402
+from requests_app.references import REFERENCE_ALPHABET  # noqa: E402
 
 
 def superuser(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def queue_emails(args: argparse.Namespace) -> dict[str, Any]:
     with transaction.atomic():
         # Registered first, so it runs first: the moment of the commit.
         transaction.on_commit(lambda: marks.setdefault("committed", time.monotonic()))
-        rows = services.email_queue_many(
+        rows = email_queue_many(
             messages=[(request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email) for request in requests]
         )
     marks["published"] = time.monotonic()
@@ -184,7 +185,7 @@ def _insert_requests_sql() -> tuple[str, dict[str, Any]]:
 
 
 _INSERT_EVENTS = """
-INSERT INTO requests_app_requestevent (request_id, kind, from_status, to_status, message, created_at)
+INSERT INTO requests_app_requestevent (reset_id, kind, from_status, to_status, message, created_at)
 SELECT id, 'submitted', '', 'new', '', submitted_at FROM requests_app_resetrequest WHERE id > %s
 """
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from tests.browser import Browser
+from tests.support.http_client import Browser
 
 LUA = Path(__file__).with_name("load.lua")
 UNIQUE = "__N__"  # load.lua puts a per-request string here

@@ -1,4 +1,4 @@
-"""Issue 7's targets checked against a run's results, and the table."""
+"""The performance targets checked against a run's results, and the table."""
 
 from __future__ import annotations
 
@@ -64,6 +64,59 @@ def check_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         celery = max(m["celery_main"]["peak_mb"], m["celery_pool"]["peak_mb"])
         add("Celery worker peak RSS (MB)", celery, f"<= {CELERY_RSS_MB}", celery <= CELERY_RSS_MB)
     return targets
+
+
+def _speed(run: dict[str, Any]) -> dict[str, Any]:
+    return {"rps": run["rps"], "p50_ms": run["latency_ms"]["p50"], "p99_ms": run["latency_ms"]["p99"]}
+
+
+def headline(r: dict[str, Any], *, full_results: str) -> dict[str, Any]:
+    """What bench/results.json keeps of a run: what each target measured,
+    how, and its ratio or figure; ``full_results`` names the file (under
+    var/, not in git) with every round and the rest of the detail."""
+    out: dict[str, Any] = {
+        "when": r["when"],
+        "machine": r["machine"],
+        "quick": r["quick"],
+        "load_average_before": r["load_average_before"],
+        "load_average_after": r["load_average_after"],
+        "seconds": r["seconds"],
+        "full_results": full_results,
+    }
+    if t := r.get("throughput"):
+        b = t["median"]
+        out["throughput"] = {
+            "method": t["method"],
+            "median_round": {name: _speed(run) for name, run in b.items()},
+            "post_ratio": t["post_ratio"],
+            "post_ratio_web_only": t["post_ratio_web_only"],
+            "get_ratio": t["get_ratio"],
+            "valid": t["valid"],
+        }
+    if a := r.get("ack_latency"):
+        out["ack_latency"] = {
+            key: a[key] for key in ("method", "submitted", "not_303", "missing", "duplicated", "latency_ms")
+        }
+    if e := r.get("email_throughput"):
+        out["email_throughput"] = {
+            "method": e["method"],
+            "worker_per_second": e["worker"]["per_second"],
+            "smtplib_loop_per_second": e["smtplib_loop"]["per_second"],
+            "smtplib_loop_connection_per_message_per_second": e["smtplib_loop_connection_per_message"]["per_second"],
+            "ratio": e["ratio"],
+            "ratio_vs_connection_per_message": e["ratio_vs_connection_per_message"],
+        }
+    if s := r.get("admin_list"):
+        out["admin_list"] = {
+            "method": s["method"],
+            "rows": s["rows"],
+            "pages": {name: {key: page[key] for key in ("p50", "p95", "queries")} for name, page in s["pages"].items()},
+            "query_count_independent_of_size": s["query_count_independent_of_size"],
+        }
+    if m := r.get("memory"):
+        out["memory_peak_mb"] = {name: process["peak_mb"] for name, process in m.items()}
+    out["targets"] = r["targets"]
+    return out
 
 
 def _cell(run: dict[str, Any]) -> str:

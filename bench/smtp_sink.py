@@ -5,7 +5,7 @@ It accepts every message and appends one line per message to ``--out``:
 ``<time.monotonic()> <Message-ID> <reference or -> <recipients>``.
 CLOCK_MONOTONIC is system-wide on Linux, so the driver compares these times
 with its own. The first message is also kept whole in ``<out>.sample.eml``
-(the plain smtplib loop sends copies of it). Unlike tests/smtp_server.py it
+(the plain smtplib loop sends copies of it). Unlike tests/support/smtp.py it
 parses nothing but two header lines: the server must cost as little as
 possible, or it would set the pace of both sides of the email comparison.
 

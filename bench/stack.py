@@ -1,8 +1,8 @@
 """The production processes for the benchmark, on a fresh PostgreSQL
 database, a Redis server of the benchmark's own, and the SMTP sink.
 
-Reuses the test suite's helpers (tests/services.py: ManagedProcess,
-production_env, ThrowawayRedis; tests/polling.py) and differs from its Stack
+Reuses the test suite's helpers (tests/support/: ManagedProcess,
+production_env, ThrowawayRedis, wait_for) and differs from its Stack
 where production does: gunicorn reads gunicorn.conf.py (2 sync workers,
 worker recycling, the access log), the Celery worker runs as compose runs
 it (default concurrency: one pool process per core), the SMTP server is a
@@ -28,8 +28,10 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from tests.polling import free_port, wait_for
-from tests.services import BIN, ManagedProcess, ThrowawayRedis, check_postgres, production_env
+from tests.support.polling import free_port, wait_for
+from tests.support.processes import BIN, ManagedProcess, production_env
+from tests.support.redis_servers import ThrowawayRedis
+from tests.support.requirements import check_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

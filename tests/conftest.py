@@ -1,6 +1,6 @@
 """Shared fixtures. Most tests run in-process on SQLite with Celery eager and
 Django's locmem mail outbox; tests marked ``services`` use the real local
-PostgreSQL, Redis and worker processes (see tests/services.py)."""
+PostgreSQL, Redis and worker processes (see tests/support/)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from datetime import date
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache, caches
 from django.core.management import call_command
@@ -18,7 +17,7 @@ from django.utils import timezone
 
 from portal_reset.celery import app as celery_app
 
-from .factories import ResetRequestFactory
+from .factories import ResetRequestFactory, StaffUserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +42,9 @@ def _fast_password_hashing(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _empty_cache() -> Iterator[None]:
-    """Rate-limit counters live in the cache: each test starts with none,
-    and renders its pages afresh (a test may change the settings they show)."""
+    """Rate-limit counters live in the cache: each test starts from zero, and
+    renders its pages afresh (a test may change the settings they show).
+    Cleared after the test too, so that nothing it left reaches the next."""
     cache.clear()
     caches["fragments"].clear()
     yield
@@ -54,9 +54,7 @@ def _empty_cache() -> Iterator[None]:
 
 @pytest.fixture
 def staff_user(db: None) -> Any:
-    return get_user_model().objects.create_user(
-        username="nurse", password="correct horse battery staple", is_staff=True, first_name="Nora", last_name="Nurse"
-    )
+    return StaffUserFactory(username="nurse", first_name="Nora", last_name="Nurse")
 
 
 @pytest.fixture
@@ -81,7 +79,7 @@ def staff_client(client: Any, staff: Any) -> Any:
 
 @pytest.fixture
 def superuser(db: None) -> Any:
-    return get_user_model().objects.create_superuser(username="boss", password="correct horse battery staple")
+    return StaffUserFactory(username="boss", superuser=True)
 
 
 def valid_form_data(**overrides: Any) -> dict[str, str]:
@@ -136,13 +134,3 @@ def family_data(*members: tuple[str, str, str], total: int | None = None) -> dic
     for i, (first, last, dob) in enumerate(members):
         data.update({f"family-{i}-first_name": first, f"family-{i}-last_name": last, f"family-{i}-date_of_birth": dob})
     return data
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    """Rate-limit counters live in the cache; every test starts from zero."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()

@@ -6,7 +6,27 @@ import factory
 from django.conf import settings
 from django.utils import timezone
 
-from requests_app.models import OutboundEmail, ResetRequest, new_reference
+from requests_app.models import OutboundEmail, ResetRequest
+from requests_app.references import new_reference
+
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    """A staff member who can sign in to the admin with ``STAFF_PASSWORD``,
+    in no group (add one for permissions). ``superuser=True`` for a
+    superuser; ``is_staff=False`` for a user who is not staff yet."""
+
+    class Meta:
+        model = settings.AUTH_USER_MODEL
+        skip_postgeneration_save = True
+
+    class Params:
+        superuser = factory.Trait(is_superuser=True)
+
+    username = factory.Sequence(lambda n: f"staff-{n}")
+    password = factory.django.Password(STAFF_PASSWORD)
+    is_staff = True
 
 
 class ResetRequestFactory(factory.django.DjangoModelFactory):
@@ -65,8 +85,8 @@ class OutboundEmailFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = OutboundEmail
 
-    request = factory.SubFactory(ResetRequestFactory)
+    reset = factory.SubFactory(ResetRequestFactory)
     kind = OutboundEmail.Kind.ACKNOWLEDGMENT
-    to = factory.LazyAttribute(lambda o: o.request.email if o.request else settings.STAFF_NOTIFY_EMAIL)
+    to = factory.LazyAttribute(lambda o: o.reset.email if o.reset else settings.STAFF_NOTIFY_EMAIL)
     created_at = factory.LazyFunction(timezone.now)
     next_attempt_at = factory.LazyAttribute(lambda o: o.created_at)

@@ -29,17 +29,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-# Before the import, so that asserts in the helpers explain themselves too.
-pytest.register_assert_rewrite("tests.services", "tests.playwright_support")
-
-from .playwright_support import require_playwright  # noqa: E402
+from .support.chromium import require_playwright
 
 require_playwright()
 
 from playwright.sync_api import Page, expect  # noqa: E402
 
-from .browser import Browser as HttpClient  # noqa: E402
-from .playwright_support import (  # noqa: E402
+from .support.chromium import (  # noqa: E402
     BLOCKING_IMPACTS,
     DESKTOP,
     PHONE,
@@ -49,10 +45,11 @@ from .playwright_support import (  # noqa: E402
     describe_violations,
     screenshot_folder,
 )
-from .polling import free_port, wait_for  # noqa: E402
-from .services import BIN, ManagedProcess, production_env, run_manage  # noqa: E402
+from .support.http_client import Browser as HttpClient  # noqa: E402
+from .support.polling import free_port, wait_for  # noqa: E402
+from .support.processes import BIN, ManagedProcess, production_env, run_manage  # noqa: E402
 
-pytest_plugins = ["tests.playwright_support"]
+pytest_plugins = ["tests.support.chromium"]
 
 expect.set_options(timeout=10_000)
 
@@ -71,18 +68,18 @@ staff = get_user_model().objects.create_user(username="ada", first_name="Ada", l
 
 
 def filed(n):
-    return services.request_submit(submission=services.Submission(
+    return services.reset_submit(submission=services.Submission(
         first_name="Ana", last_name=f"Example{n}", date_of_birth=date(1980, 1, n), email=f"ana{n}@example.com",
         phone="+16175550142", appointment_date=practice_time.practice_today() - timedelta(days=5),
-        reason="link_expired")).request
+        reason="link_expired")).reset
 
 
 received, verifying, reset, closed = filed(1), filed(2), filed(3), filed(4)
-services.request_start(request_id=verifying.pk, actor=staff)
-services.request_start(request_id=reset.pk, actor=staff)
-services.request_record_identity_check(request_id=reset.pk, actor=staff, dob=True, phone=True, email=False)
-services.request_resolve(request_id=reset.pk, actor=staff, outcome="reinvited")
-services.request_close(request_id=closed.pk, actor=staff, reason="withdrawn")
+services.reset_start(reset_id=verifying.pk, actor=staff)
+services.reset_start(reset_id=reset.pk, actor=staff)
+services.reset_record_identity_check(reset_id=reset.pk, actor=staff, dob=True, phone=True, email=False)
+services.reset_resolve(reset_id=reset.pk, actor=staff, outcome="reinvited")
+services.reset_close(reset_id=closed.pk, actor=staff, reason="withdrawn")
 steps = {"received": received, "verifying": verifying, "reset": reset, "closed": closed}
 print("STATUS_URLS=" + json.dumps({step: r.get_status_url() for step, r in steps.items()}))
 """

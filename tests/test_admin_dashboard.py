@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -21,13 +20,10 @@ from django.utils import timezone
 from requests_app import selectors
 from requests_app.models import ResetRequest
 
-# Before the import, so that asserts in the helpers explain themselves too.
-pytest.register_assert_rewrite("tests.services")
+from .factories import ResetRequestFactory, StaffUserFactory
+from .support.processes import production_env, run_manage
 
-from .factories import ResetRequestFactory  # noqa: E402
-from .services import production_env, run_manage  # noqa: E402
-
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.support.postgres"]
 pytestmark = pytest.mark.django_db
 
 NY = ZoneInfo("America/New_York")
@@ -205,7 +201,7 @@ def test_it_spends_at_most_two_queries_of_the_index_on_the_counts(staff_client, 
 
 
 def test_it_shows_no_counts_to_staff_who_may_not_see_requests(client, queue):
-    clerk = get_user_model().objects.create_user("clerk", password="correct horse battery staple", is_staff=True)
+    clerk = StaffUserFactory(username="clerk")
     client.force_login(clerk)
 
     with CaptureQueriesContext(connection) as queries:

@@ -30,9 +30,9 @@ def test_it_sends_a_failed_email_again_as_a_new_row(staff_client, staff, django_
     failed.refresh_from_db()
     assert (failed.state, failed.attempts, failed.last_error) == ("failed", 6, "451 try later")
     again = OutboundEmail.objects.exclude(pk=failed.pk).get()
-    assert (again.kind, again.to, again.request_id, again.state) == (failed.kind, failed.to, failed.request_id, "sent")
+    assert (again.kind, again.to, again.reset_id, again.state) == (failed.kind, failed.to, failed.reset_id, "sent")
     assert [m.to for m in mail.outbox] == [[failed.to]]
-    assert failed.request.events.filter(kind=RequestEvent.Kind.EMAIL_QUEUED, actor=staff).exists()
+    assert failed.reset.events.filter(kind=RequestEvent.Kind.EMAIL_QUEUED, actor=staff).exists()
 
 
 def test_it_refuses_to_send_again_an_email_still_on_its_way(staff_client):

@@ -9,14 +9,13 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from requests_app.models import ResetRequest
 
-from .factories import OutboundEmailFactory, ResetRequestFactory
+from .factories import OutboundEmailFactory, ResetRequestFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +131,7 @@ def test_it_filters_requests_that_are_not_overdue(staff_client):
 
 def test_it_filters_the_requests_assigned_to_me(staff_client, staff):
     mine = ResetRequestFactory(assignee=staff)
-    ResetRequestFactory(assignee=get_user_model().objects.create_user("bob"))
+    ResetRequestFactory(assignee=StaffUserFactory(username="bob"))
     ResetRequestFactory()
 
     response = staff_client.get(LIST, {"assigned": "me"})
@@ -220,7 +219,7 @@ def make_queue(count: int) -> None:
     staff member: a per-row query for the assignee would show."""
     traits = [{}, {"in_progress": True}, {"waiting": True}, {"resolved": True}, {"closed": True}]
     for number in range(count):
-        assignee = get_user_model().objects.create_user(f"staff-{count}-{number}") if number % 4 else None
+        assignee = StaffUserFactory(username=f"staff-{count}-{number}") if number % 4 else None
         ResetRequestFactory(assignee=assignee, **traits[number % len(traits)])
 
 
@@ -238,7 +237,7 @@ def test_it_lists_ten_or_fifty_requests_with_the_same_number_of_queries(staff_cl
 
 
 def test_it_does_not_count_past_its_limit(staff_client, monkeypatch):
-    monkeypatch.setattr("requests_app.admin.CappedCountPaginator.LIMIT", 5)
+    monkeypatch.setattr("requests_app.admin.paginator.CappedCountPaginator.LIMIT", 5)
     make_queue(8)
 
     with CaptureQueriesContext(connection) as queries:

@@ -23,7 +23,7 @@ from django.test.utils import CaptureQueriesContext
 from requests_app import services
 from requests_app.models import FamilyMember, ResetRequest
 
-from .factories import OutboundEmailFactory, ResetRequestFactory
+from .factories import OutboundEmailFactory, ResetRequestFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ CHANGE_BUDGET = AROUND_EVERY_PAGE + 6
 def seed(count: int) -> None:
     """``count`` more demo requests in every status, assigned among five staff."""
     for number in range(5 - get_user_model().objects.filter(is_staff=True).count() + 1):
-        get_user_model().objects.create_user(f"demo-staff-{number}", is_staff=True, first_name="Demo")
+        StaffUserFactory(username=f"demo-staff-{number}", first_name="Demo")
     call_command("seed_demo", "--requests", str(count), stdout=io.StringIO())
 
 
@@ -118,11 +118,11 @@ def request_with_events(staff: Any, notes: int) -> ResetRequest:
     """A request in progress with ``notes`` notes on its timeline (plus its
     start and assignment), a family member and an email."""
     rr = ResetRequestFactory()
-    services.request_start(request_id=rr.pk, actor=staff)
+    services.reset_start(reset_id=rr.pk, actor=staff)
     for number in range(notes):
-        services.request_add_note(request_id=rr.pk, actor=staff, text=f"Called, no answer ({number})")
-    FamilyMember.objects.create(request=rr, first_name="Luis", last_name="Lopez")
-    OutboundEmailFactory(request=rr)
+        services.reset_add_note(reset_id=rr.pk, actor=staff, text=f"Called, no answer ({number})")
+    FamilyMember.objects.create(reset=rr, first_name="Luis", last_name="Lopez")
+    OutboundEmailFactory(reset=rr)
     return rr
 
 
@@ -151,7 +151,7 @@ def test_it_shows_a_request_page_with_the_same_queries_whoever_wrote_its_timelin
     warm_up(staff_client, staff)
     rr = request_with_events(staff, notes=0)
     for number in range(20):
-        colleague = get_user_model().objects.create_user(f"colleague-{number}", is_staff=True)
-        services.request_add_note(request_id=rr.pk, actor=colleague, text="Tried too")
+        colleague = StaffUserFactory(username=f"colleague-{number}")
+        services.reset_add_note(reset_id=rr.pk, actor=colleague, text="Tried too")
 
     assert count_queries(get(staff_client, f"{LIST}{rr.pk}/change/")) == CHANGE_BUDGET

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.core import mail
@@ -20,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from requests_app import services
 from requests_app.models import FamilyMember, OutboundEmail, RequestEvent, ResetRequest
 
-from .factories import OutboundEmailFactory, ResetRequestFactory
+from .factories import OutboundEmailFactory, ResetRequestFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -28,9 +27,7 @@ Status = ResetRequest.Status
 
 
 def make_staff(username: str, group: Group, **names: str) -> Any:
-    user = get_user_model().objects.create_user(
-        username=username, password="correct horse battery staple", is_staff=True, **names
-    )
+    user = StaffUserFactory(username=username, **names)
     user.groups.add(group)
     return user
 
@@ -66,7 +63,7 @@ def test_it_records_a_view_event_each_time_the_page_is_opened(staff_client, staf
 
 def test_it_shows_the_patient_details_and_family_members(staff_client):
     rr = ResetRequestFactory(first_name="Maria", last_name="Lopez", phone="+15552013344")
-    FamilyMember.objects.create(request=rr, first_name="Luis", last_name="Lopez", date_of_birth=None)
+    FamilyMember.objects.create(reset=rr, first_name="Luis", last_name="Lopez", date_of_birth=None)
 
     response = staff_client.get(url(rr))
 
@@ -134,11 +131,11 @@ def test_it_keeps_the_change_page_queries_flat_as_the_timeline_grows(
     small = ResetRequestFactory(assignee=staff)
     big = ResetRequestFactory(assignee=staff)
     for number in range(40):
-        services.request_add_note(request_id=big.pk, actor=staff, text=f"Call {number}")
+        services.reset_add_note(reset_id=big.pk, actor=staff, text=f"Call {number}")
     for number in range(3):
-        FamilyMember.objects.create(request=big, first_name=f"Kid{number}", last_name="Doe")
-        OutboundEmailFactory(request=big)
-    FamilyMember.objects.create(request=small, first_name="Kid", last_name="Doe")
+        FamilyMember.objects.create(reset=big, first_name=f"Kid{number}", last_name="Doe")
+        OutboundEmailFactory(reset=big)
+    FamilyMember.objects.create(reset=small, first_name="Kid", last_name="Doe")
 
     with CaptureQueriesContext(connection) as on_small:
         staff_client.get(url(small))
@@ -404,7 +401,7 @@ def test_it_tells_the_slower_of_two_staff_that_someone_else_changed_the_request(
 
 def test_it_sends_a_move_page_opened_from_a_stale_page_back_with_a_message(staff_client, staff_group):
     rr = ResetRequestFactory()
-    services.request_start(request_id=rr.pk, actor=make_staff("bob", staff_group))
+    services.reset_start(reset_id=rr.pk, actor=make_staff("bob", staff_group))
 
     response = staff_client.get(url(rr, "close"), {"expected_status": "new"})
 
@@ -415,7 +412,7 @@ def test_it_sends_a_move_page_opened_from_a_stale_page_back_with_a_message(staff
 def test_it_refuses_to_take_a_request_someone_else_took_meanwhile(staff_client, staff_group):
     rr = ResetRequestFactory()
     bob = make_staff("bob", staff_group)
-    services.request_assign(request_id=rr.pk, assignee=bob, actor=bob)
+    services.reset_assign(reset_id=rr.pk, assignee=bob, actor=bob)
 
     response = staff_client.post(url(rr, "assign"), {"expected_status": "new", "expected_assignee": ""})
 
@@ -486,7 +483,7 @@ def test_it_closes_requests_as_spam_in_bulk_without_emailing(staff_client, djang
 
 
 def test_it_refuses_a_bulk_action_on_too_many_requests(staff_client, monkeypatch):
-    monkeypatch.setattr("requests_app.admin.BULK_LIMIT", 2)
+    monkeypatch.setattr("requests_app.admin.queue.BULK_LIMIT", 2)
     requests = ResetRequestFactory.create_batch(3)
 
     response = run_action(staff_client, "start", *requests)
@@ -500,8 +497,8 @@ def test_it_refuses_a_bulk_action_on_too_many_requests(staff_client, monkeypatch
 
 def test_it_shows_the_timeline_oldest_first_with_who_and_what(staff_client, staff):
     rr = ResetRequestFactory()
-    services.request_start(request_id=rr.pk, actor=staff)
-    services.request_add_note(request_id=rr.pk, actor=staff, text="Called the patient")
+    services.reset_start(reset_id=rr.pk, actor=staff)
+    services.reset_add_note(reset_id=rr.pk, actor=staff, text="Called the patient")
 
     page = staff_client.get(url(rr)).content.decode()
 
@@ -512,7 +509,7 @@ def test_it_shows_the_timeline_oldest_first_with_who_and_what(staff_client, staf
 
 def test_it_lists_the_requests_emails(staff_client):
     rr = ResetRequestFactory()
-    OutboundEmailFactory(request=rr, state="failed", attempts=6, last_error="550 mailbox unavailable")
+    OutboundEmailFactory(reset=rr, state="failed", attempts=6, last_error="550 mailbox unavailable")
 
     page = staff_client.get(url(rr)).content.decode()
 
@@ -532,7 +529,7 @@ def test_it_lists_the_requests_emails(staff_client):
 )
 def test_it_offers_no_way_to_add_change_or_delete_events_even_to_a_superuser(client, superuser, path):
     rr = ResetRequestFactory()
-    services.request_add_note(request_id=rr.pk, actor=superuser, text="Original note")
+    services.reset_add_note(reset_id=rr.pk, actor=superuser, text="Original note")
     event = rr.events.get()
     client.force_login(superuser)
 
@@ -544,7 +541,7 @@ def test_it_offers_no_way_to_add_change_or_delete_events_even_to_a_superuser(cli
 
 def test_it_keeps_requests_and_their_timeline_from_being_deleted_by_a_superuser(client, superuser):
     rr = ResetRequestFactory()
-    services.request_add_note(request_id=rr.pk, actor=superuser, text="Keep me")
+    services.reset_add_note(reset_id=rr.pk, actor=superuser, text="Keep me")
     client.force_login(superuser)
 
     delete_page = client.post(f"/admin/requests_app/resetrequest/{rr.pk}/delete/", {"post": "yes"})

@@ -1,6 +1,6 @@
 """A patient and a staff member in a real browser (Debian's Chromium through
 Playwright), against the whole system run like production: gunicorn, a
-Celery worker and beat, PostgreSQL, Redis and an SMTP server (tests/services.py).
+Celery worker and beat, PostgreSQL, Redis and an SMTP server (tests/support/).
 
 The patient goes through the help steps, files a request for themselves and
 two family members, reads the confirmation and opens the status link from the
@@ -21,25 +21,25 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-# Before the import, so that asserts in the helpers explain themselves too.
-pytest.register_assert_rewrite("tests.services", "tests.playwright_support")
-
-from .playwright_support import require_playwright  # noqa: E402
+from .support.chromium import require_playwright
 
 require_playwright()
 
 from playwright.sync_api import Locator, Page, expect  # noqa: E402
 
-from .playwright_support import (  # noqa: E402
+from .support.chromium import (  # noqa: E402
     DESKTOP,
     PHONE,
     PageProblems,
     screenshot_folder,
     screenshots_at_both_widths,
 )
-from .services import Stack, personal_data_of, run_manage, wait_for  # noqa: E402
+from .support.patients import personal_data_of  # noqa: E402
+from .support.polling import wait_for  # noqa: E402
+from .support.processes import run_manage  # noqa: E402
+from .support.stack import Stack  # noqa: E402
 
-pytest_plugins = ["tests.services", "tests.playwright_support"]
+pytest_plugins = ["tests.support.stack", "tests.support.chromium"]
 pytestmark = pytest.mark.services
 
 STACK_REDIS = "shared"
@@ -243,7 +243,7 @@ def test_it_takes_a_patient_from_the_help_steps_to_a_reset_access_with_staff_in_
 
     [row] = stack.sql(
         "SELECT r.status, r.outcome, r.identity_dob_matched, r.identity_phone_matched, r.identity_email_matched, "
-        "u.username AS verified_by, (SELECT count(*) FROM requests_app_familymember f WHERE f.request_id = r.id) "
+        "u.username AS verified_by, (SELECT count(*) FROM requests_app_familymember f WHERE f.reset_id = r.id) "
         "AS family FROM requests_app_resetrequest r LEFT JOIN auth_user u ON u.id = r.identity_verified_by_id "
         "WHERE r.reference = %s",
         (reference,),

@@ -99,12 +99,6 @@ def test_it_builds_web_worker_and_beat_from_one_image():
     assert (ROOT / "Dockerfile").exists()
 
 
-def test_it_runs_the_usual_images_for_the_servers():
-    assert service("db")["image"] == "postgres:16"
-    assert service("redis")["image"] == "redis:7"
-    assert service("mail")["image"].startswith("axllent/mailpit:")
-
-
 def test_it_gives_every_service_a_healthcheck():
     for name in ALL_SERVICES:
         check = service(name).get("healthcheck")
@@ -141,10 +135,6 @@ def test_it_keeps_database_and_broker_data_in_named_volumes():
     assert {"postgres-data", "redis-data"} <= declared
 
 
-def test_it_persists_redis_with_the_append_only_file():
-    assert "--appendonly yes" in " ".join(service("redis")["command"])
-
-
 def test_it_starts_the_app_only_once_its_servers_are_healthy():
     for name in APP_SERVICES:
         depends = service(name)["depends_on"]
@@ -155,30 +145,10 @@ def test_it_starts_the_app_only_once_its_servers_are_healthy():
         assert service(name)["depends_on"]["web"]["condition"] == "service_healthy"
 
 
-def test_it_restarts_every_service_unless_stopped():
-    for name in ALL_SERVICES:
-        assert service(name)["restart"] == "unless-stopped", name
-
-
-def test_it_configures_the_app_from_the_env_file():
-    for name in APP_SERVICES:
-        assert service(name)["env_file"] == ".env", name
-
-
 def test_it_publishes_ports_on_localhost_only():
     for name, spec in compose()["services"].items():
         for port in spec.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)
-
-
-def test_it_runs_migrations_and_then_gunicorn_with_its_config_file():
-    words = command_words("web")
-    assert words[words.index("manage.py") + 1 : words.index("manage.py") + 3] == ["migrate", "--noinput"]
-    gunicorn = words.index("gunicorn")
-    assert gunicorn > words.index("migrate")
-    assert words[gunicorn - 1] == "exec"  # gunicorn gets Docker's SIGTERM itself
-    assert words[gunicorn + 1] == "-c"
-    assert (ROOT / words[gunicorn + 2]).is_file()
 
 
 def test_it_serves_a_wsgi_module_that_exists():
@@ -201,12 +171,6 @@ def test_it_runs_celery_from_the_project_app():
         assert isinstance(found, Celery)
         assert found is app
         assert words[3] == subcommand
-
-
-def test_it_keeps_the_beat_schedule_where_the_app_user_may_write():
-    words = command_words("beat")
-    schedule = words[words.index("--schedule") + 1]
-    assert schedule.startswith("/tmp/")
 
 
 def test_it_gives_the_worker_time_to_finish_its_task_on_shutdown():
@@ -252,16 +216,6 @@ def test_it_fills_in_every_required_production_value_but_the_secrets():
     assert example["DEBUG"] == "0"
 
 
-def test_it_points_the_app_at_the_compose_services():
-    example = env_example()
-    assert example["DATABASE_URL"].startswith("postgres://")
-    assert "@db:5432/" in example["DATABASE_URL"]
-    assert example["CELERY_BROKER_URL"] == "redis://redis:6379/0"
-    assert example["CACHE_URL"] == "redis://redis:6379/1"
-    assert (example["EMAIL_HOST"], example["EMAIL_PORT"]) == ("mail", "1025")
-    assert example["SITE_URL"].startswith("https://")
-
-
 def test_it_passes_the_deploy_check_with_the_example_values(tmp_path):
     values = {**env_example(), "SECRET_KEY": secrets.token_urlsafe(50), "VAR_DIR": str(tmp_path)}
     env = clean_env(tmp_path, **values)
@@ -285,38 +239,19 @@ def test_it_refuses_to_start_until_the_secret_key_is_set(tmp_path):
     assert "SECRET_KEY" in result.stderr
 
 
-def test_it_documents_every_setting_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
-    undocumented = {name for name in settings_variables() if f"`{name}`" not in readme}
+def test_it_documents_every_setting_in_the_configuration_guide():
+    guide = (ROOT / "docs" / "configuration.md").read_text()
+    undocumented = {name for name in settings_variables() if f"`{name}`" not in guide}
     assert not undocumented
 
 
 # --- Dockerfile --------------------------------------------------------------
 
 
-def test_it_builds_on_python_3_11_slim():
-    froms = [args for keyword, args in dockerfile() if keyword == "FROM"]
-    assert froms
-    assert froms[-1].split()[0] == "python:3.11-slim"
-
-
 def test_it_runs_as_a_user_who_is_not_root():
     users = [args for keyword, args in dockerfile() if keyword == "USER"]
     assert users
     assert users[-1] not in ("root", "0")
-
-
-def test_it_exposes_8000_and_serves_with_gunicorn_by_default():
-    instructions = dockerfile()
-    assert ("EXPOSE", "8000") in instructions
-    cmd = json.loads([args for keyword, args in instructions if keyword == "CMD"][-1])
-    assert cmd == ["gunicorn", "-c", "gunicorn.conf.py", "portal_reset.wsgi"]
-
-
-def test_it_installs_the_pinned_dependencies_from_pyproject():
-    runs = " ".join(args for keyword, args in dockerfile() if keyword == "RUN")
-    assert "pyproject.toml" in runs
-    assert "pip install --no-cache-dir" in runs
 
 
 def test_it_collects_static_files_at_build_time_as_production_would(tmp_path):

@@ -3,7 +3,7 @@ PostgreSQL database with two real connections: exactly one wins, the other
 is told someone else changed it, and the timeline holds one status change.
 
 Each race runs in a ``manage.py shell`` subprocess pointed at a fresh
-migrated database (tests/services.py): two threads, each with its own
+migrated database (tests/support/postgres.py): two threads, each with its own
 database connection, released together by a ``threading.Barrier``. Races
 come in two kinds:
 
@@ -11,8 +11,8 @@ come in two kinds:
   is, as with two people clicking at once;
 - *overlapped*: a second barrier holds each thread just after it has read
   the request and checked the move, so both have seen ``new`` before either
-  writes. Only the conditional UPDATE (services._move) or the row lock
-  (services.request_assign) can then tell the winner from the loser: this
+  writes. Only the conditional UPDATE (services.workflow._move) or the row lock
+  (services.reset_assign) can then tell the winner from the loser: this
   is the case a read-then-write without them gets wrong.
 """
 
@@ -27,12 +27,10 @@ from typing import Any
 
 import pytest
 
-# Before the import, so that asserts in the helpers explain themselves too.
-pytest.register_assert_rewrite("tests.services")
+from .support.postgres import fresh_postgres_database
+from .support.processes import production_env, run_manage
 
-from .services import fresh_postgres_database, production_env, run_manage  # noqa: E402
-
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.support.requirements"]
 pytestmark = pytest.mark.services
 
 ROUNDS = 20
@@ -49,8 +47,9 @@ from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
-from requests_app import services
-from requests_app.models import OutboundEmail, ResetRequest, new_reference
+from requests_app import exceptions, services
+from requests_app.models import OutboundEmail, ResetRequest
+from requests_app.references import new_reference
 
 assert connection.vendor == "postgresql", connection.vendor
 User = get_user_model()
@@ -59,11 +58,11 @@ BOB, _ = User.objects.get_or_create(username="bob", defaults={"is_staff": True, 
 OVERLAP = threading.local()
 
 
-def overlapping(can_move_to):
-    # Called by services._move right after its read and checks, before its
+def overlapping(allows):
+    # Called by services.workflow.check_move right after _move's read, before its
     # UPDATE: in an overlapped race both threads wait here for each other.
-    def wrapper(self, status):
-        allowed = can_move_to(self, status)
+    def wrapper(self, action):
+        allowed = allows(self, action)
         barrier = getattr(OVERLAP, "barrier", None)
         if barrier is not None:
             OVERLAP.barrier = None
@@ -73,7 +72,7 @@ def overlapping(can_move_to):
     return wrapper
 
 
-ResetRequest.can_move_to = overlapping(ResetRequest.can_move_to)
+ResetRequest.allows = overlapping(ResetRequest.allows)
 
 
 def new_request(number):
@@ -97,7 +96,7 @@ def run_pair(actions, overlapped):
             OVERLAP.barrier, OVERLAP.waits = inner, 1
             start.wait()
             results[name] = action()
-        except services.ConcurrentChange as exc:
+        except exceptions.ConcurrentChange as exc:
             results[name] = "ConcurrentChange: " + str(exc)
         except Exception as exc:
             results[name] = "ERROR " + type(exc).__name__ + ": " + str(exc)
@@ -128,9 +127,9 @@ def state(rr):
 
 def services_start_vs_close(rr, overlapped):
     return run_pair({
-        "start": lambda: services.request_start(request_id=rr.pk, actor=ALICE, expected_status="new") and "won",
-        "close": lambda: services.request_close(
-            request_id=rr.pk, actor=BOB, reason="duplicate", expected_status="new") and "won",
+        "start": lambda: services.reset_start(reset_id=rr.pk, actor=ALICE, expected_status="new") and "won",
+        "close": lambda: services.reset_close(
+            reset_id=rr.pk, actor=BOB, reason="duplicate", expected_status="new") and "won",
     }, overlapped)
 
 
@@ -139,15 +138,15 @@ def services_start_vs_assign(rr, overlapped):
     # when Bob's "assign to me" runs to its commit; then her UPDATE goes.
     def start():
         OVERLAP.waits = 2  # once when she has read, once before she writes
-        return services.request_start(request_id=rr.pk, actor=ALICE, expected_status="new") and "won"
+        return services.reset_start(reset_id=rr.pk, actor=ALICE, expected_status="new") and "won"
 
     def assign():
         barrier, OVERLAP.barrier = OVERLAP.barrier, None
         if barrier is not None:
             barrier.wait()  # Alice has read the request
         try:
-            services.request_assign(
-                request_id=rr.pk, assignee=BOB, actor=BOB, expected_status="new", expected_assignee_id=None)
+            services.reset_assign(
+                reset_id=rr.pk, assignee=BOB, actor=BOB, expected_status="new", expected_assignee_id=None)
             return "won"
         finally:
             if barrier is not None:
@@ -194,7 +193,7 @@ def race_env(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> 
             site_url="http://localhost",
             database_url=url,
             # Emails stay in the outbox: publishing to a broker that is not
-            # there is logged and left to the sweeper (services.email_publish).
+            # there is logged and left to the sweeper (outbox/publish.py: email_publish).
             broker_url="redis://127.0.0.1:1/0",
             cache_url="locmemcache://",
             smtp_port=1,
@@ -301,8 +300,8 @@ import time
 from django.db import connections, transaction
 from django.utils import timezone
 
-from requests_app import services
 from requests_app.models import OutboundEmail
+from requests_app.outbox.send import claim_emails
 
 now = timezone.now()
 ids = [
@@ -326,12 +325,12 @@ thread = threading.Thread(target=other_worker)
 thread.start()
 assert locked.wait(20)
 started = time.monotonic()
-first = sorted(services._email_claim(ids))
+first = sorted(claim_emails(ids))
 seconds = time.monotonic() - started
 release.set()
 thread.join(20)
-second = sorted(services._email_claim(ids))
-third = sorted(services._email_claim(ids))
+second = sorted(claim_emails(ids))
+third = sorted(claim_emails(ids))
 states = sorted(set(OutboundEmail.objects.filter(pk__in=ids).values_list("state", "attempts")))
 print("REPORT=" + json.dumps({
     "ids": ids, "first": first, "second": second, "third": third, "seconds": seconds, "states": states,

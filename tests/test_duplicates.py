@@ -72,8 +72,8 @@ def test_it_matches_the_email_in_any_case(submit, first, email):
 
 
 def test_it_attaches_to_a_request_staff_already_work_on(submit, first, staff_user):
-    services.request_start(request_id=first.pk, actor=staff_user)
-    services.request_wait(request_id=first.pk, actor=staff_user)
+    services.reset_start(reset_id=first.pk, actor=staff_user)
+    services.reset_wait(reset_id=first.pk, actor=staff_user)
 
     submit(valid_form_data())
 
@@ -118,9 +118,9 @@ def test_it_files_a_new_request_for_a_different_email(submit, first):
 
 
 def test_it_files_a_new_request_once_the_first_was_resolved(submit, first, staff_user):
-    services.request_start(request_id=first.pk, actor=staff_user)
-    services.request_record_identity_check(request_id=first.pk, actor=staff_user, dob=True, phone=True, email=False)
-    services.request_resolve(request_id=first.pk, actor=staff_user, outcome="reinvited")
+    services.reset_start(reset_id=first.pk, actor=staff_user)
+    services.reset_record_identity_check(reset_id=first.pk, actor=staff_user, dob=True, phone=True, email=False)
+    services.reset_resolve(reset_id=first.pk, actor=staff_user, outcome="reinvited")
     mail.outbox.clear()
 
     response = submit(valid_form_data())
@@ -133,7 +133,7 @@ def test_it_files_a_new_request_once_the_first_was_resolved(submit, first, staff
 
 
 def test_it_files_a_new_request_once_the_first_was_closed(submit, first, staff_user):
-    services.request_close(request_id=first.pk, actor=staff_user, reason="withdrawn")
+    services.reset_close(reset_id=first.pk, actor=staff_user, reason="withdrawn")
 
     submit(valid_form_data())
 
@@ -143,7 +143,7 @@ def test_it_files_a_new_request_once_the_first_was_closed(submit, first, staff_u
 
 
 def test_it_attaches_to_the_new_request_after_the_first_was_closed(submit, first, staff_user):
-    services.request_close(request_id=first.pk, actor=staff_user, reason="withdrawn")
+    services.reset_close(reset_id=first.pk, actor=staff_user, reason="withdrawn")
     submit(valid_form_data())
     second = ResetRequest.objects.exclude(pk=first.pk).get()
 

@@ -16,14 +16,15 @@ from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.db import OperationalError
 from django.utils import timezone
 
-from requests_app import services
 from requests_app.models import OutboundEmail
+from requests_app.outbox.send import email_send_many
+from requests_app.outbox.sweep import outbox_sweep
 from requests_app.tasks import send_emails
 
 from .conftest import valid_form_data
 from .factories import OutboundEmailFactory
 
-pytest_plugins = ["tests.smtp_server"]
+pytest_plugins = ["tests.support.smtp"]
 pytestmark = pytest.mark.django_db
 
 
@@ -127,7 +128,7 @@ def test_it_queues_a_backlog_in_batches_oldest_first(settings, time_machine):
     time_machine.shift(timedelta(minutes=5))
 
     with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
-        assert services.outbox_sweep() == 25
+        assert outbox_sweep() == 25
 
     batches = [call.kwargs["args"][0] for call in apply_async.call_args_list]
     assert [len(batch) for batch in batches] == [10, 10, 5]
@@ -170,11 +171,11 @@ def test_it_gives_back_the_rest_of_a_batch_when_the_database_fails_mid_batch(set
     ids = [email.pk for email in emails]
 
     with (
-        mock.patch("requests_app.services._email_send_claimed", side_effect=OperationalError("server closed")),
+        mock.patch("requests_app.outbox.send.send_claimed", side_effect=OperationalError("server closed")),
         mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async,
         pytest.raises(OperationalError),
     ):
-        services.email_send_many(email_ids=ids)
+        email_send_many(email_ids=ids)
 
     # Nothing was sent: every row is pending again, no attempt counted, and
     # queued again at once rather than left to the claim timeout.

@@ -1,4 +1,4 @@
-"""Email delivery under real faults (issue 3): the broker down at submit time,
+"""Email delivery under real faults: the broker down at submit time,
 a worker killed mid-send, SMTP refusing, the same task twice, two sweepers,
 a burst. Each runs against a real PostgreSQL database, a redis-server of
 this module's own (so that stopping it disturbs nobody), gunicorn, a Celery
@@ -34,22 +34,14 @@ import time
 
 import pytest
 
-# Before the import, so that asserts in the helpers explain themselves too.
-pytest.register_assert_rewrite("tests.services")
+from .support.http_client import Browser
+from .support.patients import patient_form, personal_data_of
+from .support.polling import wait_for
+from .support.processes import STAFF_NOTIFY_EMAIL
+from .support.redis_servers import RedisMonitor
+from .support.stack import Stack, reference_from_location
 
-
-from .browser import Browser  # noqa: E402
-from .services import (  # noqa: E402
-    STAFF_NOTIFY_EMAIL,
-    RedisMonitor,
-    Stack,
-    patient_form,
-    personal_data_of,
-    reference_from_location,
-    wait_for,
-)
-
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.support.stack"]
 pytestmark = pytest.mark.services
 
 CLAIM_TIMEOUT_SECONDS = 5
@@ -69,7 +61,7 @@ def age_outbox_rows(stack: Stack, reference: str) -> None:
     younger than a minute to their own on-commit publish."""
     stack.sql(
         "UPDATE requests_app_outboundemail SET next_attempt_at = now() - interval '5 minutes' "
-        "WHERE state = 'pending' AND request_id = (SELECT id FROM requests_app_resetrequest WHERE reference = %s)",
+        "WHERE state = 'pending' AND reset_id = (SELECT id FROM requests_app_resetrequest WHERE reference = %s)",
         (reference,),
     )
 
@@ -221,7 +213,7 @@ def test_it_fails_a_permanent_smtp_refusal_at_once_without_retrying(stack: Stack
     assert stack.smtp.rcpt_attempts[form["email"]] == 1
     assert stack.smtp.to(form["email"]) == []
     events = stack.sql(
-        "SELECT e.message FROM requests_app_requestevent e JOIN requests_app_resetrequest r ON r.id = e.request_id "
+        "SELECT e.message FROM requests_app_requestevent e JOIN requests_app_resetrequest r ON r.id = e.reset_id "
         "WHERE r.reference = %s AND e.kind = 'email_failed'",
         (submitted.reference,),
     )
@@ -282,7 +274,7 @@ def test_it_sends_once_when_two_sweepers_race(stack: Stack) -> None:
 def test_it_sends_waiting_acknowledgments_before_a_backlog_of_staff_notices(stack: Stack) -> None:
     # A backlog with no worker to take it: six staff notices queued first,
     # then the six patients' acknowledgments, in the queue patients' emails
-    # go to (services._publish_by_queue).
+    # go to (outbox/publish.py: publish_by_queue).
     stack.kill_worker()
     forms = [patient_form() for _ in range(6)]
     references = stack.submit_offline(*forms)

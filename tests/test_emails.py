@@ -168,8 +168,8 @@ def test_it_keeps_the_patient_status_link_out_of_the_staff_notification(filed, s
 
 @pytest.fixture
 def started(filed: ResetRequest, staff_user: Any) -> ResetRequest:
-    services.request_start(request_id=filed.pk, actor=staff_user)
-    services.request_record_identity_check(request_id=filed.pk, actor=staff_user, dob=True, phone=True, email=False)
+    services.reset_start(reset_id=filed.pk, actor=staff_user)
+    services.reset_record_identity_check(reset_id=filed.pk, actor=staff_user, dob=True, phone=True, email=False)
     mail.outbox.clear()
     return filed
 
@@ -178,8 +178,8 @@ def test_it_tells_the_patient_of_the_resolution_without_personal_data_or_staff_n
     started, staff_user, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        services.request_resolve(
-            request_id=started.pk, actor=staff_user, outcome="reinvited", note="Chart note: Medicare 1EG4-TE5-MK73"
+        services.reset_resolve(
+            reset_id=started.pk, actor=staff_user, outcome="reinvited", note="Chart note: Medicare 1EG4-TE5-MK73"
         )
 
     message = message_to("zq.private@example.com")
@@ -194,8 +194,8 @@ def test_it_tells_the_patient_of_the_closure_without_personal_data_or_staff_note
     started, staff_user, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        services.request_close(
-            request_id=started.pk, actor=staff_user, reason="unverified", note="Voicemail full at 555-987-1234"
+        services.reset_close(
+            reset_id=started.pk, actor=staff_user, reason="unverified", note="Voicemail full at 555-987-1234"
         )
 
     message = message_to("zq.private@example.com")
@@ -208,6 +208,6 @@ def test_it_tells_the_patient_of_the_closure_without_personal_data_or_staff_note
 
 def test_it_sends_no_closure_email_for_spam(started, staff_user, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        services.request_close(request_id=started.pk, actor=staff_user, reason="spam")
+        services.reset_close(reset_id=started.pk, actor=staff_user, reason="spam")
 
     assert mail.outbox == []

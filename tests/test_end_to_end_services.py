@@ -1,4 +1,4 @@
-"""The tracker end to end on real services (issue 2): a patient submits the
+"""The tracker end to end on real services: a patient submits the
 form to gunicorn, PostgreSQL stores it, Redis carries the task, a separately
 started ``celery worker`` sends the acknowledgment, and an SMTP server
 receives it."""
@@ -9,12 +9,12 @@ import re
 
 import pytest
 
-# Before the import, so that asserts in the helpers explain themselves too.
-pytest.register_assert_rewrite("tests.services")
+from .support.patients import patient_form, personal_data_of
+from .support.polling import wait_for
+from .support.processes import STAFF_NOTIFY_EMAIL
+from .support.stack import Stack
 
-from .services import STAFF_NOTIFY_EMAIL, Stack, patient_form, personal_data_of, wait_for  # noqa: E402
-
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.support.stack"]
 pytestmark = pytest.mark.services
 
 # The local Redis (TEST_REDIS_URL), on a database of this module's own.

@@ -9,7 +9,7 @@ from django.core.signals import got_request_exception
 from django.test import Client
 from django.views.debug import ExceptionReporter
 
-from requests_app import services
+from requests_app.services import submission
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def server_error(monkeypatch):
     def explode():
         raise Boom("could not store the request")
 
-    monkeypatch.setattr(services, "new_reference", explode)
+    monkeypatch.setattr(submission, "new_reference", explode)
     captured = {}
 
     def on_exception(sender, request, **kwargs):

@@ -14,8 +14,9 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from kombu.exceptions import OperationalError
 
-from requests_app import services
 from requests_app.models import OutboundEmail, RequestEvent, ResetRequest
+from requests_app.outbox.send import email_send_many
+from requests_app.outbox.sweep import outbox_sweep
 
 from .conftest import valid_form_data
 from .factories import OutboundEmailFactory
@@ -68,25 +69,25 @@ def row(email: OutboundEmail) -> OutboundEmail:
 def test_it_sends_an_outbox_email_and_marks_it_sent():
     email = OutboundEmailFactory()
 
-    result = services.email_send(email_id=email.pk)
+    result = email_send_many(email_ids=[email.pk])[email.pk]
 
     assert result.state == "sent"
     stored = row(email)
     assert (stored.state, stored.attempts, stored.sent_at) == ("sent", 1, NOW)
     assert [m.to for m in mail.outbox] == [[email.to]]
-    assert email.request.events.filter(kind=RequestEvent.Kind.EMAIL_SENT).count() == 1
+    assert email.reset.events.filter(kind=RequestEvent.Kind.EMAIL_SENT).count() == 1
 
 
 def test_it_sends_an_email_once_when_the_task_runs_twice():
     email = OutboundEmailFactory()
 
-    services.email_send(email_id=email.pk)
-    second = services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
+    second = email_send_many(email_ids=[email.pk])[email.pk]
 
     assert second.state == "sent"
     assert len(mail.outbox) == 1
     assert row(email).attempts == 1
-    assert email.request.events.filter(kind=RequestEvent.Kind.EMAIL_SENT).count() == 1
+    assert email.reset.events.filter(kind=RequestEvent.Kind.EMAIL_SENT).count() == 1
 
 
 def test_it_sends_once_when_the_celery_task_is_delivered_twice():
@@ -104,7 +105,7 @@ def test_it_sends_once_when_the_celery_task_is_delivered_twice():
 def test_it_does_not_send_an_email_another_worker_is_sending(settings):
     email = OutboundEmailFactory(state="sending", claimed_at=NOW - timedelta(seconds=10), attempts=1)
 
-    result = services.email_send(email_id=email.pk)
+    result = email_send_many(email_ids=[email.pk])[email.pk]
 
     assert result.state == "sending"
     assert mail.outbox == []
@@ -115,7 +116,7 @@ def test_it_takes_over_a_claim_a_dead_worker_left_behind(settings):
     stale = NOW - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS + 1)
     email = OutboundEmailFactory(state="sending", claimed_at=stale, attempts=1)
 
-    services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
 
     assert len(mail.outbox) == 1
     assert (row(email).state, row(email).attempts) == ("sent", 2)
@@ -124,14 +125,14 @@ def test_it_takes_over_a_claim_a_dead_worker_left_behind(settings):
 def test_it_never_sends_a_failed_email_again():
     email = OutboundEmailFactory(state="failed", attempts=6, last_error="550 no such user")
 
-    services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
 
     assert mail.outbox == []
     assert row(email).state == "failed"
 
 
 def test_it_answers_missing_for_an_email_that_does_not_exist():
-    assert services.email_send(email_id=987654).state == "missing"
+    assert email_send_many(email_ids=[987654])[987654].state == "missing"
     assert mail.outbox == []
 
 
@@ -142,7 +143,7 @@ def test_it_puts_an_email_back_to_pending_with_a_backoff_on_a_4xx_reply(settings
     settings.EMAIL_BACKEND = TRY_LATER
     email = OutboundEmailFactory()
 
-    result = services.email_send(email_id=email.pk)
+    result = email_send_many(email_ids=[email.pk])[email.pk]
 
     stored = row(email)
     assert (stored.state, stored.attempts) == ("pending", 1)
@@ -150,14 +151,14 @@ def test_it_puts_an_email_back_to_pending_with_a_backoff_on_a_4xx_reply(settings
     # About 30 seconds after the first attempt, with jitter.
     assert NOW + timedelta(seconds=15) <= stored.next_attempt_at <= NOW + timedelta(seconds=30)
     assert result.retry_in == pytest.approx((stored.next_attempt_at - NOW).total_seconds(), abs=0.001)
-    assert not email.request.events.filter(kind=RequestEvent.Kind.EMAIL_FAILED).exists()
+    assert not email.reset.events.filter(kind=RequestEvent.Kind.EMAIL_FAILED).exists()
 
 
 def test_it_waits_longer_after_each_temporary_failure(settings):
     settings.EMAIL_BACKEND = TRY_LATER
     email = OutboundEmailFactory(attempts=3)
 
-    services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
 
     stored = row(email)
     assert stored.attempts == 4
@@ -169,7 +170,7 @@ def test_it_retries_when_the_smtp_server_drops_the_connection(settings):
     settings.EMAIL_BACKEND = f"{__name__}.DisconnectedBackend"
     email = OutboundEmailFactory()
 
-    services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
 
     assert row(email).state == "pending"
 
@@ -179,25 +180,25 @@ def test_it_gives_up_on_a_temporary_failure_after_the_last_attempt(settings):
     settings.EMAIL_MAX_ATTEMPTS = 3
     email = OutboundEmailFactory(attempts=2)
 
-    result = services.email_send(email_id=email.pk)
+    result = email_send_many(email_ids=[email.pk])[email.pk]
 
     stored = row(email)
     assert result.state == "failed"
     assert (stored.state, stored.attempts, stored.last_error) == ("failed", 3, "451 4.3.0 try later")
-    assert email.request.events.filter(kind=RequestEvent.Kind.EMAIL_FAILED).count() == 1
+    assert email.reset.events.filter(kind=RequestEvent.Kind.EMAIL_FAILED).count() == 1
 
 
 def test_it_marks_an_email_failed_on_a_5xx_reply(settings):
     settings.EMAIL_BACKEND = NO_SUCH_USER
     email = OutboundEmailFactory()
 
-    result = services.email_send(email_id=email.pk)
+    result = email_send_many(email_ids=[email.pk])[email.pk]
 
     stored = row(email)
     assert result.state == "failed"
     assert (stored.state, stored.attempts) == ("failed", 1)
     assert stored.last_error == "550 5.1.1 no such user"
-    failed = email.request.events.get(kind=RequestEvent.Kind.EMAIL_FAILED)
+    failed = email.reset.events.get(kind=RequestEvent.Kind.EMAIL_FAILED)
     assert "550" in failed.message
     assert failed.created_at == NOW
 
@@ -206,7 +207,7 @@ def test_it_marks_an_email_failed_when_the_recipient_is_refused_for_good(setting
     settings.EMAIL_BACKEND = f"{__name__}.RecipientRefusedBackend"
     email = OutboundEmailFactory()
 
-    services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
 
     stored = row(email)
     assert stored.state == "failed"
@@ -216,10 +217,10 @@ def test_it_marks_an_email_failed_when_the_recipient_is_refused_for_good(setting
 def test_it_does_not_send_a_failed_email_when_the_sweeper_runs(settings):
     settings.EMAIL_BACKEND = NO_SUCH_USER
     email = OutboundEmailFactory(created_at=NOW - timedelta(hours=1))
-    services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
-    assert services.outbox_sweep() == 0
+    assert outbox_sweep() == 0
     assert mail.outbox == []
 
 
@@ -242,7 +243,7 @@ def test_it_has_the_celery_task_queue_a_4xx_again_after_its_backoff(settings):
 def test_it_does_not_send_an_email_before_its_retry_time_when_its_task_comes_early(settings):
     email = OutboundEmailFactory(attempts=1, next_attempt_at=NOW + timedelta(seconds=30))
 
-    result = services.email_send(email_id=email.pk)
+    result = email_send_many(email_ids=[email.pk])[email.pk]
 
     assert result.state == "pending"
     assert (row(email).state, row(email).attempts) == ("pending", 1)
@@ -266,7 +267,7 @@ def test_it_sweeps_a_pending_email_older_than_the_grace_period(time_machine):
     email = OutboundEmailFactory()
     time_machine.shift(timedelta(seconds=61))
 
-    assert services.outbox_sweep(grace_seconds=60) == 1
+    assert outbox_sweep(grace_seconds=60) == 1
 
     assert row(email).state == "sent"
     assert [m.to for m in mail.outbox] == [[email.to]]
@@ -276,7 +277,7 @@ def test_it_leaves_a_fresh_pending_email_to_its_own_publish(time_machine):
     email = OutboundEmailFactory()
     time_machine.shift(timedelta(seconds=59))
 
-    assert services.outbox_sweep(grace_seconds=60) == 0
+    assert outbox_sweep(grace_seconds=60) == 0
 
     assert row(email).state == "pending"
     assert mail.outbox == []
@@ -285,14 +286,14 @@ def test_it_leaves_a_fresh_pending_email_to_its_own_publish(time_machine):
 def test_it_waits_out_the_backoff_before_sweeping_a_retry(settings, time_machine):
     settings.EMAIL_BACKEND = TRY_LATER
     email = OutboundEmailFactory()
-    services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     retry_at = row(email).next_attempt_at
 
     time_machine.move_to(retry_at, tick=False)
-    assert services.outbox_sweep(grace_seconds=60) == 0
+    assert outbox_sweep(grace_seconds=60) == 0
     time_machine.move_to(retry_at + timedelta(seconds=61), tick=False)
-    assert services.outbox_sweep(grace_seconds=60) == 1
+    assert outbox_sweep(grace_seconds=60) == 1
 
     assert (row(email).state, row(email).attempts) == ("sent", 2)
     assert len(mail.outbox) == 1
@@ -302,7 +303,7 @@ def test_it_sweeps_a_stale_sending_claim(settings):
     stale = NOW - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS + 1)
     email = OutboundEmailFactory(state="sending", claimed_at=stale, attempts=1)
 
-    assert services.outbox_sweep() == 1
+    assert outbox_sweep() == 1
 
     assert row(email).state == "sent"
     assert len(mail.outbox) == 1
@@ -312,7 +313,7 @@ def test_it_leaves_a_recent_sending_claim_alone(settings):
     recent = NOW - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS - 1)
     email = OutboundEmailFactory(state="sending", claimed_at=recent, attempts=1)
 
-    assert services.outbox_sweep() == 0
+    assert outbox_sweep() == 0
 
     assert row(email).state == "sending"
     assert mail.outbox == []
@@ -320,10 +321,10 @@ def test_it_leaves_a_recent_sending_claim_alone(settings):
 
 def test_it_does_not_sweep_a_sent_email(time_machine):
     email = OutboundEmailFactory()
-    services.email_send(email_id=email.pk)
+    email_send_many(email_ids=[email.pk])[email.pk]
     time_machine.shift(timedelta(hours=1))
 
-    assert services.outbox_sweep() == 0
+    assert outbox_sweep() == 0
     assert len(mail.outbox) == 1
 
 
@@ -370,7 +371,7 @@ def test_it_sends_what_waited_once_the_broker_is_back(submit, time_machine):
         submit(valid_form_data())
     time_machine.shift(timedelta(minutes=2))
 
-    assert services.outbox_sweep() == 2
+    assert outbox_sweep() == 2
 
     assert OutboundEmail.objects.filter(state="sent").count() == 2
     assert sorted(m.to[0] for m in mail.outbox) == ["maria.lopez@example.com", "staff@practice.example"]
@@ -380,6 +381,6 @@ def test_it_leaves_a_swept_email_pending_while_the_broker_is_still_down(broker_d
     email = OutboundEmailFactory()
     time_machine.shift(timedelta(minutes=5))
 
-    assert services.outbox_sweep() == 0
+    assert outbox_sweep() == 0
 
     assert row(email).state == "pending"

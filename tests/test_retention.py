@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def submit_and_close(email: str = "ana@example.com") -> ResetRequest:
-    request = services.request_submit(
+    request = services.reset_submit(
         submission=Submission(
             first_name="Ana",
             last_name="Pereira",
@@ -28,9 +28,9 @@ def submit_and_close(email: str = "ana@example.com") -> ResetRequest:
             details="My husband uses the same email",
             family=(("Rui", "Pereira", timezone.localdate() - timedelta(days=365 * 42)),),
         )
-    ).request
-    services.request_add_note(request_id=request.pk, actor=None, text="Called Ana, left voicemail")
-    return services.request_close(request_id=request.pk, actor=None, reason="withdrawn")
+    ).reset
+    services.reset_add_note(reset_id=request.pk, actor=None, text="Called Ana, left voicemail")
+    return services.reset_close(reset_id=request.pk, actor=None, reason="withdrawn")
 
 
 def test_it_erases_personal_data_after_the_retention_period(settings):
@@ -44,9 +44,9 @@ def test_it_erases_personal_data_after_the_retention_period(settings):
     assert request.date_of_birth is None
     assert request.status_secret == ""
     assert request.personal_data_purged_at is not None
-    assert not FamilyMember.objects.filter(request=request).exists()
+    assert not FamilyMember.objects.filter(reset=request).exists()
     assert not request.events.exclude(message="").exists()
-    assert not OutboundEmail.objects.filter(request=request).exclude(to="").exists()
+    assert not OutboundEmail.objects.filter(reset=request).exclude(to="").exists()
     # The skeleton stays: the row, its status and every event, plus one for the purge.
     assert ResetRequest.objects.filter(status="closed").count() == 1
     assert request.events.count() == events_before + 1
@@ -65,7 +65,7 @@ def test_it_keeps_requests_that_ended_within_the_retention_period(settings):
 
 def test_it_never_purges_an_open_request(settings):
     settings.RETENTION_DAYS = 30
-    request = services.request_submit(
+    request = services.reset_submit(
         submission=Submission(
             first_name="Open",
             last_name="Case",
@@ -75,7 +75,7 @@ def test_it_never_purges_an_open_request(settings):
             appointment_date=timezone.localdate() - timedelta(days=4),
             reason="other",
         )
-    ).request
+    ).reset
     with time_machine.travel(timezone.now() + timedelta(days=400)):
         call_command("purge_expired")
     request.refresh_from_db()

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.django_db
 
 def wait_on_patient(staff_user) -> ResetRequest:
     request = ResetRequestFactory()
-    services.request_start(request_id=request.pk, actor=staff_user)
-    return services.request_wait(request_id=request.pk, actor=staff_user, note="Left a voicemail")
+    services.reset_start(reset_id=request.pk, actor=staff_user)
+    return services.reset_wait(reset_id=request.pk, actor=staff_user, note="Left a voicemail")
 
 
 def test_it_closes_a_request_left_waiting_past_the_limit_and_emails_the_patient(
@@ -47,7 +47,7 @@ def test_it_leaves_a_request_that_has_not_waited_long_enough(staff_user, setting
     settings.WAITING_AUTO_CLOSE_DAYS = 14
     request = wait_on_patient(staff_user)
     with time_machine.travel(timezone.now() + timedelta(days=13, hours=23)):
-        assert services.requests_close_stale_waiting() == 0
+        assert services.resets_close_stale_waiting() == 0
     request.refresh_from_db()
     assert request.status == "waiting"
 
@@ -55,9 +55,9 @@ def test_it_leaves_a_request_that_has_not_waited_long_enough(staff_user, setting
 def test_it_never_auto_closes_a_request_staff_are_working_on(staff_user, settings):
     settings.WAITING_AUTO_CLOSE_DAYS = 14
     request = wait_on_patient(staff_user)
-    services.request_start(request_id=request.pk, actor=staff_user)  # the patient called back
+    services.reset_start(reset_id=request.pk, actor=staff_user)  # the patient called back
     with time_machine.travel(timezone.now() + timedelta(days=30)):
-        assert services.requests_close_stale_waiting() == 0
+        assert services.resets_close_stale_waiting() == 0
     request.refresh_from_db()
     assert request.status == "in_progress"
 

@@ -82,8 +82,8 @@ def test_it_rejects_a_bad_value_naming_it(name, value, tmp_path):
     assert name in result.stderr.strip().splitlines()[-1]
 
 
-def test_it_puts_a_redis_cache_url_on_the_backend_that_keeps_its_client(tmp_path):
+def test_it_puts_a_redis_cache_url_on_django_redis(tmp_path):
     code = "from django.conf import settings; print(settings.CACHES['default']['BACKEND'])"
     result = run_manage(PRODUCTION, "shell", "-c", code, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "portal_reset.cache.RedisCache"
+    assert result.stdout.strip().splitlines()[-1] == "django_redis.cache.RedisCache"

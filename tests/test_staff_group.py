@@ -6,11 +6,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import CommandError, call_command
 
-from .factories import ResetRequestFactory
+from .factories import ResetRequestFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +54,7 @@ def test_it_can_run_again_and_puts_back_exactly_those_permissions():
 
 
 def test_it_puts_a_named_user_in_the_group_and_lets_them_sign_in_to_the_admin():
-    user = get_user_model().objects.create_user("nina")
+    user = StaffUserFactory(username="nina", is_staff=False)
 
     setup_group("--user", "nina")
 

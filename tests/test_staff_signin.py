@@ -5,11 +5,12 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from .factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,7 @@ LOGIN = "/admin/login/?next=/admin/"
 
 @pytest.fixture
 def staff():
-    return get_user_model().objects.create_user(username="nurse", password=PASSWORD, is_staff=True)
+    return StaffUserFactory(username="nurse", password=PASSWORD)
 
 
 def log_in(client, password=PASSWORD, **extra):
@@ -111,7 +112,7 @@ def test_it_refuses_an_admin_login_without_a_csrf_token(staff):
 
 def test_it_refuses_a_staff_action_without_a_csrf_token(staff, reset_request):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(get_user_model().objects.create_superuser("boss2", password=PASSWORD))
+    client.force_login(StaffUserFactory(username="boss2", superuser=True))
     response = client.post(f"/admin/requests_app/resetrequest/{reset_request.pk}/start/", {"expected_status": "new"})
     assert response.status_code == 403
     reset_request.refresh_from_db()

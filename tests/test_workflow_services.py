@@ -13,9 +13,9 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from requests_app import services
+from requests_app import exceptions, services
+from requests_app.exceptions import ConcurrentChange, IdentityNotVerified, TransitionNotAllowed, WorkflowError
 from requests_app.models import AppendOnlyError, OutboundEmail, RequestEvent, ResetRequest
-from requests_app.services import ConcurrentChange, IdentityNotVerified, TransitionNotAllowed, WorkflowError
 
 from .factories import ResetRequestFactory
 
@@ -30,19 +30,19 @@ def _frozen(time_machine: Any) -> None:
 
 
 def start(request: ResetRequest, actor: Any) -> ResetRequest:
-    return services.request_start(request_id=request.pk, actor=actor)
+    return services.reset_start(reset_id=request.pk, actor=actor)
 
 
 def wait(request: ResetRequest, actor: Any) -> ResetRequest:
-    return services.request_wait(request_id=request.pk, actor=actor)
+    return services.reset_wait(reset_id=request.pk, actor=actor)
 
 
 def resolve(request: ResetRequest, actor: Any) -> ResetRequest:
-    return services.request_resolve(request_id=request.pk, actor=actor, outcome="reinvited")
+    return services.reset_resolve(reset_id=request.pk, actor=actor, outcome="reinvited")
 
 
 def close(request: ResetRequest, actor: Any) -> ResetRequest:
-    return services.request_close(request_id=request.pk, actor=actor, reason="withdrawn")
+    return services.reset_close(reset_id=request.pk, actor=actor, reason="withdrawn")
 
 
 MOVES: dict[str, Callable[[ResetRequest, Any], ResetRequest]] = {
@@ -75,8 +75,8 @@ def snapshot(request: ResetRequest) -> dict[str, Any]:
     fresh = ResetRequest.objects.get(pk=request.pk)
     return {
         "row": {f.attname: getattr(fresh, f.attname) for f in ResetRequest._meta.concrete_fields},
-        "events": list(RequestEvent.objects.filter(request=request).values_list("pk", flat=True)),
-        "emails": list(OutboundEmail.objects.filter(request=request).values_list("pk", flat=True)),
+        "events": list(RequestEvent.objects.filter(reset=request).values_list("pk", flat=True)),
+        "emails": list(OutboundEmail.objects.filter(reset=request).values_list("pk", flat=True)),
     }
 
 
@@ -93,7 +93,7 @@ def test_it_makes_each_allowed_move_and_records_it_with_the_actor(staff_user, so
     stored = ResetRequest.objects.get(pk=request.pk)
     assert stored.status == target
     assert stored.is_open is (target in ("new", "in_progress", "waiting"))
-    event = RequestEvent.objects.get(request=request, kind=RequestEvent.Kind.STATUS)
+    event = RequestEvent.objects.get(reset=request, kind=RequestEvent.Kind.STATUS)
     assert (event.from_status, event.to_status, event.actor) == (source, target, staff_user)
     assert event.created_at == NOW
 
@@ -101,7 +101,7 @@ def test_it_makes_each_allowed_move_and_records_it_with_the_actor(staff_user, so
 def test_it_records_the_outcome_and_end_of_a_resolved_request(staff_user):
     request = ResetRequestFactory(in_progress=True, identity_checked=True)
 
-    services.request_resolve(request_id=request.pk, actor=staff_user, outcome="email_corrected", note="New address")
+    services.reset_resolve(reset_id=request.pk, actor=staff_user, outcome="email_corrected", note="New address")
 
     stored = ResetRequest.objects.get(pk=request.pk)
     assert stored.outcome == "email_corrected"
@@ -113,7 +113,7 @@ def test_it_records_the_outcome_and_end_of_a_resolved_request(staff_user):
 def test_it_records_the_reason_and_end_of_a_closed_request(staff_user):
     request = ResetRequestFactory()
 
-    services.request_close(request_id=request.pk, actor=staff_user, reason="unverified")
+    services.reset_close(reset_id=request.pk, actor=staff_user, reason="unverified")
 
     stored = ResetRequest.objects.get(pk=request.pk)
     assert stored.close_reason == "unverified"
@@ -127,7 +127,7 @@ def test_it_assigns_an_unassigned_request_to_the_one_who_starts_it(staff_user):
     start(request, staff_user)
 
     assert ResetRequest.objects.get(pk=request.pk).assignee == staff_user
-    assert RequestEvent.objects.get(request=request, kind=RequestEvent.Kind.ASSIGNED).actor == staff_user
+    assert RequestEvent.objects.get(reset=request, kind=RequestEvent.Kind.ASSIGNED).actor == staff_user
 
 
 def test_it_keeps_the_assignee_when_someone_else_starts_the_request(staff_user, superuser):
@@ -136,7 +136,7 @@ def test_it_keeps_the_assignee_when_someone_else_starts_the_request(staff_user, 
     start(request, superuser)
 
     assert ResetRequest.objects.get(pk=request.pk).assignee == staff_user
-    assert not RequestEvent.objects.filter(request=request, kind=RequestEvent.Kind.ASSIGNED).exists()
+    assert not RequestEvent.objects.filter(reset=request, kind=RequestEvent.Kind.ASSIGNED).exists()
 
 
 # --- Forbidden moves ----------------------------------------------------------------
@@ -169,7 +169,7 @@ def test_it_refuses_to_resolve_without_a_known_outcome(staff_user, outcome):
     before = snapshot(request)
 
     with pytest.raises(WorkflowError):
-        services.request_resolve(request_id=request.pk, actor=staff_user, outcome=outcome)
+        services.reset_resolve(reset_id=request.pk, actor=staff_user, outcome=outcome)
 
     assert snapshot(request) == before
 
@@ -180,7 +180,7 @@ def test_it_refuses_to_close_without_a_known_reason(staff_user, reason):
     before = snapshot(request)
 
     with pytest.raises(WorkflowError):
-        services.request_close(request_id=request.pk, actor=staff_user, reason=reason)
+        services.reset_close(reset_id=request.pk, actor=staff_user, reason=reason)
 
     assert snapshot(request) == before
 
@@ -195,7 +195,7 @@ def test_it_refuses_to_close_without_a_known_reason(staff_user, reason):
 def test_it_records_an_identity_check_of_the_date_of_birth_and_one_more(staff_user, dob, phone, email):
     request = ResetRequestFactory(in_progress=True)
 
-    services.request_record_identity_check(request_id=request.pk, actor=staff_user, dob=dob, phone=phone, email=email)
+    services.reset_record_identity_check(reset_id=request.pk, actor=staff_user, dob=dob, phone=phone, email=email)
 
     stored = ResetRequest.objects.get(pk=request.pk)
     assert (stored.identity_dob_matched, stored.identity_phone_matched, stored.identity_email_matched) == (
@@ -205,7 +205,7 @@ def test_it_records_an_identity_check_of_the_date_of_birth_and_one_more(staff_us
     )
     assert stored.identity_verified_by == staff_user
     assert stored.identity_verified_at == NOW
-    assert RequestEvent.objects.get(request=request, kind=RequestEvent.Kind.IDENTITY).actor == staff_user
+    assert RequestEvent.objects.get(reset=request, kind=RequestEvent.Kind.IDENTITY).actor == staff_user
     # …and now it can be resolved.
     assert resolve(stored, staff_user).status == "resolved"
 
@@ -219,8 +219,8 @@ def test_it_refuses_an_identity_check_without_the_date_of_birth_and_one_more(sta
     before = snapshot(request)
 
     with pytest.raises(IdentityNotVerified):
-        services.request_record_identity_check(
-            request_id=request.pk, actor=staff_user, dob=dob, phone=phone, email=email
+        services.reset_record_identity_check(
+            reset_id=request.pk, actor=staff_user, dob=dob, phone=phone, email=email
         )
 
     assert snapshot(request) == before
@@ -232,8 +232,8 @@ def test_it_refuses_an_identity_check_on_an_ended_request(staff_user, traits):
     before = snapshot(request)
 
     with pytest.raises(TransitionNotAllowed):
-        services.request_record_identity_check(
-            request_id=request.pk, actor=staff_user, dob=True, phone=True, email=True
+        services.reset_record_identity_check(
+            reset_id=request.pk, actor=staff_user, dob=True, phone=True, email=True
         )
 
     assert snapshot(request) == before
@@ -297,12 +297,12 @@ def test_it_stops_the_wait_when_a_waiting_request_is_closed(staff_user, time_mac
 
 def test_it_refuses_a_move_made_on_a_stale_status(staff_user, superuser):
     request = ResetRequestFactory()
-    services.request_start(request_id=request.pk, actor=staff_user, expected_status="new")
+    services.reset_start(reset_id=request.pk, actor=staff_user, expected_status="new")
     before = snapshot(request)
 
     # The second person's page still showed the request as new.
     with pytest.raises(ConcurrentChange):
-        services.request_close(request_id=request.pk, actor=superuser, reason="duplicate", expected_status="new")
+        services.reset_close(reset_id=request.pk, actor=superuser, reason="duplicate", expected_status="new")
 
     assert snapshot(request) == before
 
@@ -316,13 +316,13 @@ def test_it_lets_only_one_of_two_simultaneous_moves_win(staff_user, superuser, m
     def get_then_lose_the_race(*args: Any, **kwargs: Any) -> ResetRequest:
         read = real_get(*args, **kwargs)
         monkeypatch.setattr(ResetRequest.objects, "get", real_get)
-        services.request_resolve(request_id=request.pk, actor=superuser, outcome="reinvited")
+        services.reset_resolve(reset_id=request.pk, actor=superuser, outcome="reinvited")
         return read
 
     monkeypatch.setattr(ResetRequest.objects, "get", get_then_lose_the_race)
 
     with pytest.raises(ConcurrentChange):
-        services.request_close(request_id=request.pk, actor=staff_user, reason="withdrawn")
+        services.reset_close(reset_id=request.pk, actor=staff_user, reason="withdrawn")
 
     stored = ResetRequest.objects.get(pk=request.pk)
     assert stored.status == "resolved"
@@ -376,7 +376,7 @@ def test_it_refuses_a_second_open_request_of_one_patient_in_the_database(reset_r
 
 @pytest.fixture
 def event(reset_request: ResetRequest, staff_user: Any) -> RequestEvent:
-    return services.request_add_note(request_id=reset_request.pk, actor=staff_user, text="Left a voicemail")
+    return services.reset_add_note(reset_id=reset_request.pk, actor=staff_user, text="Left a voicemail")
 
 
 def test_it_refuses_to_change_a_timeline_event(event):
@@ -429,10 +429,10 @@ def _edited(event: RequestEvent) -> RequestEvent:
 
 def test_it_refuses_an_assignment_when_someone_else_took_the_request_first(staff_user, superuser):
     request = ResetRequestFactory()
-    services.request_assign(request_id=request.pk, assignee=superuser, actor=superuser)
-    with pytest.raises(services.ConcurrentChange):
-        services.request_assign(
-            request_id=request.pk,
+    services.reset_assign(reset_id=request.pk, assignee=superuser, actor=superuser)
+    with pytest.raises(exceptions.ConcurrentChange):
+        services.reset_assign(
+            reset_id=request.pk,
             assignee=staff_user,
             actor=staff_user,
             expected_status="new",
@@ -448,14 +448,14 @@ def test_it_resends_the_acknowledgment_as_a_new_outbox_row_recording_who(
 ):
     request = ResetRequestFactory()
     with django_capture_on_commit_callbacks(execute=True):
-        services.request_resend_acknowledgment(request_id=request.pk, actor=staff_user)
-        services.request_resend_acknowledgment(request_id=request.pk, actor=staff_user)
+        services.reset_resend_acknowledgment(reset_id=request.pk, actor=staff_user)
+        services.reset_resend_acknowledgment(reset_id=request.pk, actor=staff_user)
     assert request.emails.filter(kind="acknowledgment", state="sent").count() == 2
     assert request.events.filter(kind=RequestEvent.Kind.EMAIL_QUEUED, actor=staff_user).count() == 2
 
 
 def test_it_sends_no_acknowledgment_again_for_an_ended_request(staff_user):
     request = ResetRequestFactory(closed=True)
-    with pytest.raises(services.TransitionNotAllowed):
-        services.request_resend_acknowledgment(request_id=request.pk, actor=staff_user)
+    with pytest.raises(exceptions.TransitionNotAllowed):
+        services.reset_resend_acknowledgment(reset_id=request.pk, actor=staff_user)
     assert not request.emails.exists()

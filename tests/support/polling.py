@@ -1,5 +1,5 @@
 """Waiting for a condition by polling, with a deadline, and picking a free
-port: shared by the service helpers of tests/services.py."""
+port: shared by the test harness (tests/support/) and the bench."""
 
 from __future__ import annotations
 

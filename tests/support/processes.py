@@ -1,0 +1,147 @@
+"""The app's processes as the tests and the bench run them: each in its own
+process group with its output in a file, in a clean production-like
+environment; ``manage.py`` commands in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import REPO
+
+BIN = Path(sys.executable).parent  # the venv's bin/: celery, gunicorn
+MANAGE = REPO / "manage.py"
+STAFF_NOTIFY_EMAIL = "staff-inbox@practice.example"
+DEFAULT_FROM_EMAIL = "portal-reset@practice.example"
+
+
+class ManagedProcess:
+    """A subprocess in its own process group (so a kill reaches the children
+    too: gunicorn's and Celery's pool processes), its output in a file."""
+
+    def __init__(self, name: str, args: list[str], *, env: dict[str, str], log_path: Path, cwd: Path = REPO):
+        self.name = name
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log().splitlines()[-lines:]
+        state = "running" if self.alive() else f"exited with {self.popen.returncode}"
+        return f"----- {self.name} ({state}), {self.log_path} -----\n" + "\n".join(text)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group and wait for the leader."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+        self.popen.wait(timeout=15)
+
+    def stop(self, grace: float = 10) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=grace)
+        # Whatever is left of the group (pool children) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=10)
+        self._log.close()
+
+
+def base_env(**values: str) -> dict[str, str]:
+    """A clean environment for the app's processes: nothing of the test
+    runner's own settings (pytest-env sets DEBUG=1), only what is given."""
+    env = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER") if k in os.environ}
+    env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["DJANGO_SETTINGS_MODULE"] = "portal_reset.settings"
+    env.update(values)
+    return env
+
+
+def production_env(
+    *,
+    var_dir: Path,
+    site_url: str,
+    database_url: str,
+    broker_url: str,
+    cache_url: str,
+    smtp_port: int,
+    **extra: str,
+) -> dict[str, str]:
+    """What a production deployment sets (SPEC "Configuration"), pointed at
+    the test's services. Rate limits are high: a burst comes from one address."""
+    values = {
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SITE_URL": site_url,
+        "SECURE_SSL_REDIRECT": "0",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "CACHE_URL": cache_url,
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp_port),
+        "DEFAULT_FROM_EMAIL": DEFAULT_FROM_EMAIL,
+        "STAFF_NOTIFY_EMAIL": STAFF_NOTIFY_EMAIL,
+        "SUBMIT_MIN_SECONDS": "0",
+        "SUBMIT_RATE_PER_EMAIL": "1000/h",
+        "SUBMIT_RATE_PER_ADDRESS": "100000/h",
+        "STAFF_MFA": "0",
+        "VAR_DIR": str(var_dir),
+        # Collected once per run into a temporary VAR_DIR, never the checkout.
+        "STATIC_ROOT": str(var_dir / "static"),
+        "LOG_LEVEL": "INFO",
+    }
+    values.update(extra)
+    return base_env(**values)
+
+
+def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``manage.py <args>`` in a subprocess; fails the test with its output."""
+    result = subprocess.run(
+        [sys.executable, str(MANAGE), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"manage.py {' '.join(args)} exited with {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}",
+            pytrace=False,
+        )
+    return result
