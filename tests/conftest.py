@@ -82,6 +82,18 @@ def superuser(db: None) -> Any:
     return StaffUserFactory(username="boss", superuser=True)
 
 
+# A patient whose details appear nowhere in the pages' or emails' own
+# wording: a test that finds one of them on a page has found a leak.
+UNMISTAKABLE_PATIENT = {
+    "first_name": "Zebulon",
+    "last_name": "Quattlebaum",
+    "date_of_birth": "1975-11-02",
+    "email": "zq.private@example.com",
+    "phone": "555-987-1234",
+    "details": "Locked out since the firmware upgrade",
+}
+
+
 def valid_form_data(**overrides: Any) -> dict[str, str]:
     """A reset-request POST that passes every rule, for a visit well past
     the 48-hour window."""

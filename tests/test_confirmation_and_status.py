@@ -10,20 +10,12 @@ import pytest
 
 from requests_app.models import ResetRequest
 
-from .conftest import valid_form_data
+from .conftest import UNMISTAKABLE_PATIENT, valid_form_data
 from .factories import ResetRequestFactory
 
 pytestmark = pytest.mark.django_db
 
-# Values that appear nowhere in the pages' own wording.
-PATIENT = {
-    "first_name": "Zebulon",
-    "last_name": "Quattlebaum",
-    "date_of_birth": "1975-11-02",
-    "email": "zq.private@example.com",
-    "phone": "555-987-1234",
-    "details": "Locked out since the firmware upgrade",
-}
+PATIENT = UNMISTAKABLE_PATIENT
 # Every way the pages could show them.
 PERSONAL = [
     "Zebulon",

@@ -19,18 +19,11 @@ from django.core import mail
 from requests_app import services
 from requests_app.models import ResetRequest
 
-from .conftest import valid_form_data
+from .conftest import UNMISTAKABLE_PATIENT, valid_form_data
 
 pytestmark = pytest.mark.django_db
 
-PATIENT = {
-    "first_name": "Zebulon",
-    "last_name": "Quattlebaum",
-    "date_of_birth": "1975-11-02",
-    "email": "zq.private@example.com",
-    "phone": "555-987-1234",
-    "details": "Locked out since the firmware upgrade",
-}
+PATIENT = UNMISTAKABLE_PATIENT
 # Every way a message could show the date of birth, phone, details, last name.
 NEVER_TO_THE_PATIENT = ["1975", "Quattlebaum", "+15559871234", "555-987-1234", "5559871234", "987-1234", "firmware"]
 NEVER_TO_STAFF = [*NEVER_TO_THE_PATIENT, "Zebulon", "zq.private"]
