@@ -1,4 +1,4 @@
-"""The reset-request form at /reset/: every rule of SPEC's field table.
+"""The reset-request form at /reset/: every rule of the form's field table (docs/contract.md).
 
 A valid POST stores the request and redirects (303) to the confirmation; an
 invalid one answers 200 with the field's error and stores and sends nothing;

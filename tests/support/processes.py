@@ -99,7 +99,7 @@ def production_env(
     smtp_port: int,
     **extra: str,
 ) -> dict[str, str]:
-    """What a production deployment sets (SPEC "Configuration"), pointed at
+    """What a production deployment sets (docs/configuration.md), pointed at
     the test's services. Rate limits are high: a burst comes from one address."""
     values = {
         "DEBUG": "0",
