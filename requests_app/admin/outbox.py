@@ -15,9 +15,9 @@ from ..formatting import format_when
 from ..models import OutboundEmail, ResetRequest
 from ..outbox.queue import email_send_again
 from ..references import reference_q
+from .action_pages import acting_user
 from .paginator import CappedCountPaginator
 from .queue import BULK_LIMIT
-from .request_page import acting_user
 
 
 @admin.register(OutboundEmail)

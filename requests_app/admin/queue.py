@@ -27,9 +27,10 @@ from ..phones import searched_phone
 from ..practice_time import week_start
 from ..references import reference_q
 from ..selectors import is_overdue, overdue_q
+from .action_pages import acting_user
 from .export import EXPORT_URL_NAME, ExportMixin
 from .paginator import CappedCountPaginator
-from .request_page import FamilyMemberInline, RequestPageMixin, acting_user
+from .request_page import FamilyMemberInline, RequestPageMixin
 
 # A bulk action touches at most this many requests: each one is its own
 # service call (and maybe an email), and "select all 40,000" is a slip.
@@ -180,7 +181,7 @@ class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         export = path("export.csv", self.admin_site.admin_view(self.export_view), name=EXPORT_URL_NAME)
-        return [export, *self.request_page_urls(), *super().get_urls()]
+        return [export, *self.action_urls(), *super().get_urls()]
 
     def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
         # No empty "family members" table on the many requests without any.
