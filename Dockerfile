@@ -25,9 +25,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # The source stays owned by root: the app user can read it, not change it.
 COPY . .
 
-# Compiled translations (.mo, not in git), with the standard library: the
-# slim image has no GNU gettext, and this needs no settings.
-RUN python -m requests_app.catalogs
+# Compiled translations (.mo, not in git), with Babel's pybabel: the slim
+# image has no GNU gettext, and this needs no settings. A broken placeholder
+# in a .po fails the build.
+RUN pybabel compile -d locale -D django
 
 # Static files with hashed names and a manifest (whitenoise serves them).
 # It must run with DEBUG off, as in production: with DEBUG on, settings pick

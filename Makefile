@@ -1,11 +1,15 @@
 # Two commands on a fresh clone: `make run` and `make test`.
+# Any other management command on the local defaults (SQLite and files under
+# var/, no servers): DEBUG=1 .venv/bin/python manage.py …
+# Without DEBUG=1, settings require every production value
+# (docs/configuration.md).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 export PORT
 
-.PHONY: run test lint format typecheck clean translations messages
+.PHONY: run demo shell test lint format typecheck clean translations messages
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed") if sys.version_info < (3, 11) else None'
@@ -17,11 +21,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Compiled translations (.mo) are build output, not kept in git: rebuilt from
-# each .po that changed, with the standard library (no GNU gettext needed).
+# each .po that changed, with Babel's pybabel (no GNU gettext needed). It
+# exits non-zero on a broken placeholder; the .mo replaces the old one only
+# when it compiled cleanly.
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
 
-$(MO_FILES): %.mo: %.po | $(BIN)/python
-	$(BIN)/python -m requests_app.catalogs $<
+$(MO_FILES): %.mo: %.po | $(VENV)/.installed
+	$(BIN)/pybabel compile -i $< -o $@.partial
+	mv $@.partial $@
 
 translations: $(MO_FILES)
 
@@ -40,6 +47,20 @@ run: $(VENV)/.installed $(MO_FILES)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py ensure_local_admin --url http://127.0.0.1:$(PORT)/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+
+# Demo reset requests in every status in the local database, for trying the
+# admin: make demo DEMO_ARGS="--requests 500 --seed 1" (seed_demo --help).
+# Each run adds more.
+DEMO_ARGS ?=
+demo: export DEBUG ?= 1
+demo: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py seed_demo $(DEMO_ARGS)
+
+# Django's shell on the local defaults.
+shell: export DEBUG ?= 1
+shell: $(VENV)/.installed $(MO_FILES)
+	$(BIN)/python manage.py shell
 
 # axe-core for tests/test_accessibility.py, reinstalled when the lock file
 # changes. Without npm (or the registry) make goes on: the browser tests then
@@ -72,10 +93,11 @@ typecheck: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) var/test .pytest_cache
 
-# Benchmarks (README "Benchmarks"; issue 7). Not part of `make test`: about
+# Benchmarks (docs/benchmarks.md). Not part of `make test`: about
 # ten minutes, on PostgreSQL (BENCH_POSTGRES_URL, default the local server)
 # with redis-server and wrk on PATH. Installs wrk as root with apt-get when
-# it is missing. Writes bench/results.json and prints the table.
+# it is missing. Writes bench/results.json (the headline figures) and
+# var/bench/<run>/results-full.json (every round), and prints the table.
 .PHONY: bench
 bench: $(VENV)/.installed $(MO_FILES)
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \

@@ -1,5 +1,11 @@
 #!/usr/bin/env python
-"""Django's command-line utility for administrative tasks."""
+"""Django's command-line utility for administrative tasks.
+
+On this machine, on the local defaults (SQLite and files under var/, no
+servers): ``DEBUG=1 .venv/bin/python manage.py <command>``, or ``make run``,
+``make demo``, ``make shell``. Without DEBUG=1 settings require every
+production value and stop, naming those missing.
+"""
 
 import os
 import sys

@@ -3,8 +3,12 @@
 The defaults run the whole thing on one machine with no servers (SQLite under
 ``var/``, a filesystem Celery broker, emails written as ``.eml`` files). With
 ``DEBUG`` off — the default — every value production needs must be set, or
-start-up stops with an error naming what is missing. See README
-"Configuration" and ../shared/SPEC.md for the contract behind each name.
+start-up stops with an error naming what is missing. See
+docs/configuration.md for what each name means.
+
+A management command on this machine runs on the local defaults with
+``DEBUG=1 .venv/bin/python manage.py …`` (``make run``, ``make demo`` and
+``make shell`` set it).
 """
 
 from __future__ import annotations
@@ -88,22 +92,28 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache_url_config(_required("CACHE_URL", "locmemcache://"))}
-if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-    # The same backend, without a new Redis client object per call.
-    CACHES["default"]["BACKEND"] = "portal_reset.cache.RedisCache"
+_cache_url = _required("CACHE_URL", "locmemcache://")
+CACHES = {"default": env.cache_url_config(_cache_url)}
+if CACHES["default"]["BACKEND"] in ("django.core.cache.backends.redis.RedisCache", "django_redis.cache.RedisCache"):
+    # redis://… runs on django-redis: one client per connection pool, and a
+    # cache django-ratelimit supports. django-environ picks it only when it
+    # finds it installed; named here, it never falls back to Django's own
+    # backend, and options in the URL's query (?socket_timeout=2) reach
+    # OPTIONS in the upper case django-redis reads. No IGNORE_EXCEPTIONS:
+    # with Redis down a cache call raises, and the views' rate limits catch
+    # that and let the patient through.
+    CACHES["default"] = env.cache_url_config(_cache_url, backend="django_redis.cache.RedisCache")
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("CLIENT_CLASS", "django_redis.client.DefaultClient")
 # Rendered page fragments that are the same for everyone (the empty reset
 # form, per language): kept in each process, as templates are.
 CACHES["fragments"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fragments"}
-# django-ratelimit predates Django's own Redis cache and calls it "not
-# officially supported"; its incr() is Redis's atomic INCR, which is all
-# the rate limits need.
-SILENCED_SYSTEM_CHECKS: list[str] = ["django_ratelimit.W001"]
+SILENCED_SYSTEM_CHECKS: list[str] = []
 if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
     # Rate limits live in the cache. Local memory is per process, which is
     # right for the local run (one web process); production sets CACHE_URL
-    # to Redis, shared by every web process.
-    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003"]
+    # to Redis, shared by every web process. (W001 says the same of any
+    # backend not on django-ratelimit's list; django-redis is on it.)
+    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 INSTALLED_APPS = [
     "requests_app.apps.StaffAdminConfig",  # django.contrib.admin, with TOTP
@@ -123,7 +133,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "requests_app.request_context.RequestIdMiddleware",
+    "portal_reset.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -248,7 +258,7 @@ if EMAIL_HOST:
 else:
     if not DEBUG:
         _missing.append("EMAIL_HOST")
-    EMAIL_BACKEND = "requests_app.mail_backends.EmlFileBackend"
+    EMAIL_BACKEND = "requests_app.outbox.backends.EmlFileBackend"
     EMAIL_FILE_PATH = VAR_DIR / "mail"
 
 # An outbox row claimed for sending longer ago than this is taken to belong
@@ -349,7 +359,7 @@ AXES_FAILURE_LIMIT = _positive_int("STAFF_LOGIN_FAILURE_LIMIT", 4)
 AXES_COOLOFF_TIME = _positive_int("STAFF_LOCKOUT_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "requests_app.request_context.axes_client_ip"
+AXES_CLIENT_IP_CALLABLE = "portal_reset.client_address.axes_client_ip"
 AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
 AXES_VERBOSE = False
 
@@ -405,8 +415,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "requests_app.request_context.RequestIdFilter"},
-        "mask_status_tokens": {"()": "requests_app.request_context.MaskStatusTokenFilter"},
+        "request_id": {"()": "portal_reset.log_filters.RequestIdFilter"},
+        "mask_status_tokens": {"()": "portal_reset.log_filters.MaskStatusTokenFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -437,5 +447,6 @@ if _missing:
     raise ImproperlyConfigured(
         "DEBUG is off, so these settings must be set in the environment: "
         + ", ".join(_missing)
-        + ". For a local run on this machine, set DEBUG=1 (make run does)."
+        + ". For a local run on this machine, set DEBUG=1: make run, make demo and make shell do,"
+        + " or run DEBUG=1 .venv/bin/python manage.py …"
     )

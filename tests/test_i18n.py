@@ -21,12 +21,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from babel.messages.catalog import Catalog, Message
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from django.conf import settings as django_settings
 from django.core import mail
 from django.utils import translation
 from django.utils.translation.reloader import translation_file_changed
 
-from requests_app import catalogs, services
+from requests_app import services
 from requests_app.models import RequestEvent, ResetRequest
 
 from .conftest import valid_form_data
@@ -46,14 +49,30 @@ MAKEMESSAGES = [
 ]
 
 
+def read_catalog(po: Path | str) -> Catalog:
+    """A .po file (a path, or its text) as Babel reads it for pybabel."""
+    content = po.read_bytes() if isinstance(po, Path) else po.encode()
+    return read_po(io.BytesIO(content))
+
+
+def compiled(catalog: Catalog) -> bytes:
+    """The .mo that ``pybabel compile`` writes for ``catalog``."""
+    out = io.BytesIO()
+    write_mo(out, catalog)
+    return out.getvalue()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _compiled_catalogs() -> None:
-    """The .mo files are build output (``make`` compiles them); compile them
-    here too, so that a bare ``pytest`` on a fresh clone tests the same."""
+    """The .mo files are build output (``make`` compiles them with pybabel);
+    compile them here too, so that a bare ``pytest`` on a fresh clone tests
+    the same."""
     for po in PO_FILE.parent.parent.parent.glob("*/LC_MESSAGES/*.po"):
         mo = po.with_suffix(".mo")
         if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
-            catalogs.compile_po(po)
+            partial = mo.with_suffix(".mo.partial")
+            partial.write_bytes(compiled(read_catalog(po)))
+            partial.replace(mo)
             translation_file_changed(sender=None, file_path=mo)
 
 
@@ -470,22 +489,35 @@ def test_it_does_not_take_the_switch_parameter_on_staff_pages(staff_client):
 # --- The catalog ---------------------------------------------------------------------
 
 
-def entry_key(entry: catalogs.Entry) -> tuple[str | None, str, str | None]:
-    return (entry.msgctxt, entry.msgid, entry.msgid_plural)
+def entry_key(message: Message) -> tuple[str | None, Any]:
+    # Babel's id is the msgid, or (msgid, msgid_plural) for a plural entry.
+    return (message.context, message.id)
 
 
-def messages(po_text: str) -> list[catalogs.Entry]:
-    """The catalog's messages: not the header, not obsolete ones."""
-    return [e for e in catalogs.parse_po(po_text) if e.msgid and not e.obsolete]
+def translations(message: Message) -> tuple[str, ...]:
+    """The msgstr, or one per plural form (Babel fills in missing forms as "")."""
+    return tuple(message.string) if message.pluralizable else (message.string,)
+
+
+def is_translated(message: Message) -> bool:
+    return all(translations(message))
+
+
+def messages(catalog: Catalog) -> list[Message]:
+    """The catalog's messages: not the header (obsolete ones Babel keeps apart)."""
+    return [m for m in catalog if m.id]
 
 
 def test_it_leaves_no_string_untranslated_or_fuzzy():
-    entries = messages(PO_FILE.read_text(encoding="utf-8"))
+    catalog = read_catalog(PO_FILE)
+    entries = messages(catalog)
 
     assert len(entries) > 150
-    assert [e.msgid for e in entries if not e.translated] == []
-    assert [e.msgid for e in entries if e.fuzzy] == []
-    assert [e.msgid for e in catalogs.parse_po(PO_FILE.read_text(encoding="utf-8")) if e.obsolete] == []
+    assert [e.id for e in entries if not is_translated(e)] == []
+    assert [e.id for e in entries if e.fuzzy] == []
+    # A fuzzy header would make pybabel skip the whole catalog.
+    assert not catalog.fuzzy
+    assert list(catalog.obsolete) == []
 
 
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
@@ -493,11 +525,14 @@ TAG = re.compile(r"</?[a-z][a-z0-9]*")
 
 
 def test_it_keeps_every_placeholder_and_tag_in_the_translations():
-    for entry in messages(PO_FILE.read_text(encoding="utf-8")):
-        for translated in entry.msgstr:
-            source = entry.msgid if entry.msgid_plural is None else entry.msgid_plural
-            assert sorted(PLACEHOLDER.findall(translated)) == sorted(PLACEHOLDER.findall(source)), entry.msgid
-            assert sorted(TAG.findall(translated)) == sorted(TAG.findall(source)), entry.msgid
+    catalog = read_catalog(PO_FILE)
+    for entry in messages(catalog):
+        source = entry.id[1] if entry.pluralizable else entry.id
+        for translated in translations(entry):
+            assert sorted(PLACEHOLDER.findall(translated)) == sorted(PLACEHOLDER.findall(source)), entry.id
+            assert sorted(TAG.findall(translated)) == sorted(TAG.findall(source)), entry.id
+    # What pybabel compile checks before it writes the .mo (and fails on).
+    assert [(message.id, errors) for message, errors in catalog.check()] == []
 
 
 @pytest.mark.skipif(shutil.which("xgettext") is None, reason="makemessages needs GNU gettext's xgettext")
@@ -522,19 +557,19 @@ def test_it_has_every_string_of_the_code_in_the_catalog(tmp_path):
         capture_output=True,
         timeout=120,
     )
-    extracted = messages((copy / PO_FILE.relative_to(ROOT)).read_text(encoding="utf-8"))
-    ours = messages(PO_FILE.read_text(encoding="utf-8"))
+    extracted = messages(read_catalog(copy / PO_FILE.relative_to(ROOT)))
+    ours = messages(read_catalog(PO_FILE))
 
     missing = {entry_key(e) for e in extracted} - {entry_key(e) for e in ours}
     stale = {entry_key(e) for e in ours} - {entry_key(e) for e in extracted}
     assert not missing, "New strings: run `make messages` and translate them in locale/es/LC_MESSAGES/django.po"
     assert not stale, "Strings the code no longer has: run `make messages`"
-    assert [e.msgid for e in extracted if not e.translated or e.fuzzy] == []
+    assert [e.id for e in extracted if not is_translated(e) or e.fuzzy] == []
 
 
 def read_mo(content: bytes) -> dict[Any, str]:
     catalog = dict(gettext.GNUTranslations(io.BytesIO(content))._catalog)  # type: ignore[attr-defined]
-    catalog.pop("")  # the header: msgfmt drops POT-Creation-Date from it
+    catalog.pop("")  # the header: msgfmt drops POT-Creation-Date, Babel adds Generated-By
     return catalog
 
 
@@ -543,71 +578,102 @@ def test_it_compiles_the_catalog_as_msgfmt_does(tmp_path):
     # --check-format also proves every %(name)s is one Python can fill in.
     subprocess.run(["msgfmt", "--check-format", "-o", str(tmp_path / "gnu.mo"), str(PO_FILE)], check=True, timeout=60)
 
-    ours = read_mo(catalogs.mo_bytes(catalogs.parse_po(PO_FILE.read_text(encoding="utf-8"))))
+    ours = read_mo(compiled(read_catalog(PO_FILE)))
 
     assert ours == read_mo((tmp_path / "gnu.mo").read_bytes())
 
 
-def test_it_leaves_fuzzy_and_untranslated_entries_out_of_the_compiled_catalog():
-    po = """
-msgid ""
-msgstr ""
-"Content-Type: text/plain; charset=UTF-8\\n"
-"Plural-Forms: nplurals=2; plural=(n != 1);\\n"
-
-msgid "Done"
-msgstr "Hecho"
-
-#, fuzzy
-msgid "Guess"
-msgstr "Adivinanza"
-
-msgid "Missing"
-msgstr ""
-
-msgctxt "month"
-msgid "May"
-msgstr "mayo"
-
-msgid "%(n)s day"
-msgid_plural "%(n)s days"
-msgstr[0] "%(n)s día"
-msgstr[1] "%(n)s días"
-
-#~ msgid "Old"
-#~ msgstr "Viejo"
-"""
-    compiled = catalogs.mo_bytes(catalogs.parse_po(po))
-
-    assert read_mo(compiled) == {
-        "Done": "Hecho",
-        "month\x04May": "mayo",
-        ("%(n)s day", 0): "%(n)s día",
-        ("%(n)s day", 1): "%(n)s días",
-    }
-    assert gettext.GNUTranslations(io.BytesIO(compiled)).ngettext("%(n)s day", "%(n)s days", 3) == "%(n)s días"
-
-
-def test_it_compiles_without_django_settings_or_gnu_gettext(tmp_path):
-    """As the image build runs it: no settings, no environment, no msgfmt."""
-    po = tmp_path / "django.po"
-    shutil.copy(PO_FILE, po)
+def test_it_compiles_without_django_settings_or_gnu_gettext(tmp_path, settings):
+    """The image build's own command (the Dockerfile's RUN pybabel line), run
+    as the build runs it: no settings, no environment, no msgfmt on PATH; and
+    Django then serves Spanish from what it wrote."""
+    [command] = re.findall(r"^RUN (pybabel compile .*)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    shutil.copytree(ROOT / "locale", tmp_path / "locale", ignore=shutil.ignore_patterns("*.mo"))
+    program, *args = command.split()
 
     subprocess.run(
-        [sys.executable, "-m", "requests_app.catalogs", str(po)],
-        cwd=ROOT,
+        [str(Path(sys.executable).parent / program), *args],
+        cwd=tmp_path,
         env={"PATH": "/nonexistent"},
         check=True,
         capture_output=True,
         timeout=60,
     )
 
-    translations = gettext.GNUTranslations(io.BytesIO(po.with_suffix(".mo").read_bytes()))
-    assert translations.gettext("Send my request") == "Enviar mi solicitud"
+    assert (tmp_path / "locale" / "es" / "LC_MESSAGES" / "django.mo").exists()
+    settings.LOCALE_PATHS = [tmp_path / "locale"]  # Django drops its loaded catalogs
+    with translation.override("es"):
+        assert translation.gettext("Send my request") == "Enviar mi solicitud"
+        assert (
+            translation.pgettext(
+                "Date format: dates on the request status page, e.g. March 14, 2026, 9:30 AM", "F j, Y, g:i A"
+            )
+            == "j \\d\\e F \\d\\e Y, g:i a"
+        )
 
 
-def test_it_compiles_the_translations_in_the_image_before_collecting_static_files():
-    dockerfile = (ROOT / "Dockerfile").read_text()
+MAKE_MO = "locale/es/LC_MESSAGES/django.mo"
 
-    assert "RUN python -m requests_app.catalogs" in dockerfile
-    assert dockerfile.index("RUN python -m requests_app.catalogs") < dockerfile.index("collectstatic")
+
+def make_mo(workdir: Path) -> subprocess.CompletedProcess[str]:
+    """``make`` the Spanish .mo in ``workdir`` (a copy of the Makefile and the
+    catalogs) with this checkout's venv, as ``make run``/``make test`` do."""
+    venv = Path(sys.executable).parent.parent
+    return subprocess.run(
+        # -o: the venv is installed already; never reinstall it from here.
+        ["make", "--no-print-directory", f"VENV={venv}", "-o", f"{venv}/.installed", MAKE_MO],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def make_workdir(tmp_path: Path) -> Path:
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "locale", tmp_path / "locale", ignore=shutil.ignore_patterns("*.mo", "*.partial"))
+    return tmp_path
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_compiles_each_catalog_again_only_when_its_po_changed(make_workdir):
+    po = make_workdir / "locale" / "es" / "LC_MESSAGES" / "django.po"
+    mo = po.with_suffix(".mo")
+
+    first = make_mo(make_workdir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert read_mo(mo.read_bytes()) == read_mo(compiled(read_catalog(PO_FILE)))
+
+    unchanged = make_mo(make_workdir)
+    assert unchanged.returncode == 0 and "pybabel" not in unchanged.stdout
+
+    po.write_text(
+        po.read_text(encoding="utf-8").replace('msgstr "Enviar mi solicitud"', 'msgstr "Enviar la solicitud"'),
+        encoding="utf-8",
+    )
+    os.utime(po, (mo.stat().st_mtime + 10, mo.stat().st_mtime + 10))
+    changed = make_mo(make_workdir)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert gettext.GNUTranslations(io.BytesIO(mo.read_bytes())).gettext("Send my request") == "Enviar la solicitud"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_fails_on_a_broken_placeholder_and_keeps_the_previous_catalog(make_workdir):
+    po = make_workdir / "locale" / "es" / "LC_MESSAGES" / "django.po"
+    mo = po.with_suffix(".mo")
+    assert make_mo(make_workdir).returncode == 0
+    previous = mo.read_bytes()
+
+    text = po.read_text(encoding="utf-8")
+    assert 'msgstr "Solicitud %(reference)s"' in text
+    po.write_text(
+        text.replace('msgstr "Solicitud %(reference)s"', 'msgstr "Solicitud %(referencia)s"'), encoding="utf-8"
+    )
+    os.utime(po, (mo.stat().st_mtime + 10, mo.stat().st_mtime + 10))
+    broken = make_mo(make_workdir)
+
+    assert broken.returncode != 0
+    assert "referencia" in broken.stderr
+    assert mo.read_bytes() == previous
