@@ -373,8 +373,8 @@ def test_it_sends_the_staff_notification_in_english_for_a_spanish_request(filed_
 
 
 def staff_works_on(request: ResetRequest, staff_user: Any) -> None:
-    services.request_start(request_id=request.pk, actor=staff_user)
-    services.request_record_identity_check(request_id=request.pk, actor=staff_user, dob=True, phone=True, email=False)
+    services.reset_start(reset_id=request.pk, actor=staff_user)
+    services.reset_record_identity_check(reset_id=request.pk, actor=staff_user, dob=True, phone=True, email=False)
 
 
 @pytest.mark.django_db
@@ -384,7 +384,7 @@ def test_it_sends_the_resolution_in_spanish_whatever_language_staff_use(
     staff_works_on(filed_in_spanish, staff_user)
     # Staff work in English (the admin); the patient's email does not.
     with translation.override("en"), django_capture_on_commit_callbacks(execute=True):
-        services.request_resolve(request_id=filed_in_spanish.pk, actor=staff_user, outcome="reinvited")
+        services.reset_resolve(reset_id=filed_in_spanish.pk, actor=staff_user, outcome="reinvited")
 
     subject, text, html = parts(to_patient("IFM: restablecimos"))
     assert subject == f"IFM: restablecimos su acceso al portal ({filed_in_spanish.reference})"
@@ -400,7 +400,7 @@ def test_it_sends_the_completion_for_a_patient_who_got_in_alone_in_spanish(
 ):
     staff_works_on(filed_in_spanish, staff_user)
     with translation.override("en"), django_capture_on_commit_callbacks(execute=True):
-        services.request_resolve(request_id=filed_in_spanish.pk, actor=staff_user, outcome="self_service")
+        services.reset_resolve(reset_id=filed_in_spanish.pk, actor=staff_user, outcome="self_service")
 
     subject, text, html = parts(to_patient("IFM: su solicitud"))
     assert subject == f"IFM: su solicitud de acceso al portal está completada ({filed_in_spanish.reference})"
@@ -411,7 +411,7 @@ def test_it_sends_the_completion_for_a_patient_who_got_in_alone_in_spanish(
 @pytest.mark.django_db
 def test_it_sends_the_closure_in_spanish(filed_in_spanish, staff_user, django_capture_on_commit_callbacks):
     with translation.override("en"), django_capture_on_commit_callbacks(execute=True):
-        services.request_close(request_id=filed_in_spanish.pk, actor=staff_user, reason="unverified")
+        services.reset_close(reset_id=filed_in_spanish.pk, actor=staff_user, reason="unverified")
 
     subject, text, html = parts(to_patient("IFM: cerramos"))
     assert subject == f"IFM: cerramos su solicitud de acceso al portal {filed_in_spanish.reference}"
@@ -429,7 +429,7 @@ def test_it_writes_an_english_request_s_emails_in_english_even_from_a_spanish_co
     mail.outbox.clear()
 
     with translation.override("es"), django_capture_on_commit_callbacks(execute=True):
-        services.request_resend_acknowledgment(request_id=request.pk, actor=staff_user)
+        services.reset_resend_acknowledgment(reset_id=request.pk, actor=staff_user)
 
     _, text, html = parts(to_patient("IFM: we received"))
     assert "WHAT HAPPENS NEXT" in text

@@ -219,9 +219,7 @@ def test_it_refuses_an_identity_check_without_the_date_of_birth_and_one_more(sta
     before = snapshot(request)
 
     with pytest.raises(IdentityNotVerified):
-        services.reset_record_identity_check(
-            reset_id=request.pk, actor=staff_user, dob=dob, phone=phone, email=email
-        )
+        services.reset_record_identity_check(reset_id=request.pk, actor=staff_user, dob=dob, phone=phone, email=email)
 
     assert snapshot(request) == before
 
@@ -232,9 +230,7 @@ def test_it_refuses_an_identity_check_on_an_ended_request(staff_user, traits):
     before = snapshot(request)
 
     with pytest.raises(TransitionNotAllowed):
-        services.reset_record_identity_check(
-            reset_id=request.pk, actor=staff_user, dob=True, phone=True, email=True
-        )
+        services.reset_record_identity_check(reset_id=request.pk, actor=staff_user, dob=True, phone=True, email=True)
 
     assert snapshot(request) == before
 
