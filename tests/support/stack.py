@@ -383,27 +383,9 @@ def reference_from_location(location: str) -> str:
 
 
 @contextlib.contextmanager
-def running_stack(
-    *,
-    root: Path,
-    database_url: str,
-    broker_url: str,
-    cache_url: str,
-    smtp: SmtpRecorder,
-    static_root: Path,
-    redis_server: ThrowawayRedis | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> Iterator[Stack]:
-    stack = Stack(
-        root=root,
-        database_url=database_url,
-        broker_url=broker_url,
-        cache_url=cache_url,
-        smtp=smtp,
-        static_root=static_root,
-        redis_server=redis_server,
-        extra_env=extra_env,
-    )
+def running_stack(**options: Any) -> Iterator[Stack]:
+    """A started Stack (``options`` are Stack's), stopped on the way out."""
+    stack = Stack(**options)
     try:
         stack.start()
         yield stack
