@@ -240,6 +240,9 @@ ACCESS_LINK_HOURS = _positive_int("ACCESS_LINK_HOURS", 48)
 RESET_SLA_HOURS = _positive_int("RESET_SLA_HOURS", 24)
 WAITING_AUTO_CLOSE_DAYS = _positive_int("WAITING_AUTO_CLOSE_DAYS", 14)
 RETENTION_DAYS = _positive_int("RETENTION_DAYS", 365)
+# Held submissions (suspected bots, or past the per-email limit with no open
+# request) are deleted this long after they came in, unless staff release one.
+HELD_RETENTION_DAYS = _positive_int("HELD_RETENTION_DAYS", 7)
 
 # --- Email ------------------------------------------------------------------
 

@@ -304,6 +304,7 @@ class RequestEvent(models.Model):
         EMAIL_SENT = "email_sent", "Email sent"
         EMAIL_FAILED = "email_failed", "Email failed"
         VIEWED = "viewed", "Viewed"
+        RELEASED = "released", "Released from held submissions"
         PURGED = "purged", "Personal data erased"
 
     reset = models.ForeignKey(ResetRequest, on_delete=models.PROTECT, related_name="events")
@@ -404,6 +405,64 @@ class OutboundEmail(models.Model):
         domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "localhost"
         # The creation time keeps ids unique across databases and resets.
         return f"<outbox-{self.pk}.{int(self.created_at.timestamp() * 1_000_000)}@{domain}>"
+
+
+class HeldSubmission(models.Model):
+    """A submission that looked automated (the honeypot, a form sent back
+    too fast, no valid timing value) or came past the per-email limit with
+    no open request to join. It looked accepted to whoever sent it; it is no
+    reset request yet: no timeline, no open-request slot, no email. Staff
+    release it (services.held: filed as if just submitted) or delete it;
+    HELD_RETENTION_DAYS after it came in it is deleted."""
+
+    class Why(models.TextChoices):
+        HONEYPOT = "honeypot", "Filled in the hidden field"
+        TOO_FAST = "too_fast", "Sent back too fast"
+        NO_TIMING = "no_timing", "No valid timing value (not from our page)"
+        EMAIL_LIMIT = "email_limit", "Past the per-email limit"
+
+    why = models.CharField(max_length=20, choices=Why.choices)
+    received_at = models.DateTimeField()
+    # What the form said, as forms.py cleaned it (a Submission).
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField()
+    email = models.EmailField(max_length=254)
+    phone = models.CharField(max_length=32)
+    appointment_date = models.DateField()
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    details = models.TextField(max_length=1000, blank=True)
+    # [[first name, last name, ISO date of birth], …]
+    family = models.JSONField(default=list, blank=True)
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+        indexes = [models.Index(fields=["received_at"], name="held_received")]
+
+    def __str__(self) -> str:
+        return f"Held submission #{self.pk}"
+
+    @property
+    def patient_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class ExportRecord(models.Model):
+    """One CSV export of the request list: who, when, with which filter and
+    how many rows, for an auditor. Written before the first row leaves."""
+
+    exported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    exported_at = models.DateTimeField()
+    # The list's query string (filters, search, order) as the export saw it.
+    query = models.TextField(blank=True)
+    rows = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-exported_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Export #{self.pk}"
 
 
 PATIENT_EMAIL_KINDS = frozenset(
