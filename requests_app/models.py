@@ -423,6 +423,9 @@ class HeldSubmission(models.Model):
 
     why = models.CharField(max_length=20, choices=Why.choices)
     received_at = models.DateTimeField()
+    # The reference the sender was shown; a released submission keeps it
+    # (services.held), so a real patient's reference stays true.
+    reference = models.CharField(max_length=9, unique=True, editable=False)
     # What the form said, as forms.py cleaned it (a Submission).
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
