@@ -12,7 +12,7 @@ from django.db.models import Aggregate, Count, DurationField, F, Q, QuerySet
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from .models import ResetRequest, Status
+from .models import HeldSubmission, ResetRequest, Status
 from .practice_time import week_start
 from .references import REFERENCE_LENGTH, is_reference, normalize_reference
 
@@ -121,6 +121,8 @@ def queue_dashboard() -> dict[str, Any]:
         )
     return {
         **counts,
+        # Held submissions are few (a week's at most): a plain count.
+        "held": HeldSubmission.objects.count(),
         "week_start": monday,
         "window_days": MEDIAN_WINDOW_DAYS,
     }

@@ -48,5 +48,6 @@ def queue_overdue_digest() -> bool:
 
 @shared_task
 def purge_expired() -> int:
-    """Erase personal data past the retention period."""
-    return services.resets_purge_expired()
+    """Erase personal data past the retention periods: of ended requests,
+    and held submissions never released."""
+    return services.resets_purge_expired() + services.held_purge_expired()

@@ -6,32 +6,28 @@ import logging
 from dataclasses import replace
 
 from django.conf import settings
-from django.core import signing
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.core import is_ratelimited
 
 from portal_reset.client_address import client_ip
 
 from . import selectors, services
-from .forms import FAMILY_PREFIX, FamilyFormSet, ResetRequestForm, to_submission
+from .form_timing import Timing, check_timing, new_timing_value
+from .forms import FAMILY_PREFIX, BaseFamilyFormSet, FamilyFormSet, ResetRequestForm, to_submission
+from .models import HeldSubmission
 from .practice_time import access_window_ends
-from .references import is_reference, new_reference
+from .references import is_reference
 
 logger = logging.getLogger(__name__)
 
-# A signed cookie set when the form is shown: a form sent back sooner than
-# SUBMIT_MIN_SECONDS after that (or with no such cookie) came from a bot.
-STARTED_COOKIE = "reset_form_started"
-STARTED_SALT = "requests_app.form_started"
 
-
-@require_GET
+@require_safe
 def guide(request: HttpRequest) -> HttpResponse:
     """The practice's troubleshooting steps, ending in the reset request."""
     return render(
@@ -44,18 +40,17 @@ def guide(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _looks_like_bot(request: HttpRequest, form: ResetRequestForm) -> bool:
-    """The honeypot was filled in, or the form came back sooner than a
-    person could fill it (SUBMIT_MIN_SECONDS; 0 turns that check off)."""
+def _held_because(form: ResetRequestForm, timing: Timing) -> str | None:
+    """Why a valid submission looks automated, or None: the honeypot was
+    filled in, or the form's timing value is missing, forged or says it came
+    back sooner than a person could fill it."""
     if form.cleaned_data.get("website"):
-        return True
-    if settings.SUBMIT_MIN_SECONDS <= 0:
-        return False
-    try:
-        started = float(request.get_signed_cookie(STARTED_COOKIE, salt=STARTED_SALT) or "")
-    except (KeyError, signing.BadSignature, ValueError):
-        return True
-    return timezone.now().timestamp() - started < settings.SUBMIT_MIN_SECONDS
+        return HeldSubmission.Why.HONEYPOT
+    if timing is Timing.TOO_FAST:
+        return HeldSubmission.Why.TOO_FAST
+    if timing is Timing.MISSING:
+        return HeldSubmission.Why.NO_TIMING
+    return None
 
 
 def _over_rate_limit(request: HttpRequest, *, group: str, key: str, rate: str) -> bool:
@@ -85,12 +80,13 @@ def _rate_limited(request: HttpRequest) -> HttpResponse:
 
 @sensitive_post_parameters()
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def reset_request(request: HttpRequest) -> HttpResponse:
     """The reset-request form. A valid POST past the access window files the
-    request and redirects to the confirmation; an invalid one shows the
-    errors (200); one inside the window shows what to do instead and stores
-    nothing."""
+    request (or holds it, if it looks automated) and redirects to the
+    confirmation; an invalid one shows the errors (200); one inside the
+    window shows what to do instead and stores nothing."""
+    expired = False
     if request.method == "POST":
         if _over_rate_limit(
             request, group="reset-address", key=client_ip(request), rate=settings.SUBMIT_RATE_PER_ADDRESS
@@ -109,37 +105,37 @@ def reset_request(request: HttpRequest) -> HttpResponse:
                         "access_link_hours": settings.ACCESS_LINK_HOURS,
                     },
                 )
-            # Counted only for submissions that would be stored.
-            if _over_rate_limit(
-                request, group="reset-email", key=form.cleaned_data["email"], rate=settings.SUBMIT_RATE_PER_EMAIL
-            ):
-                return _rate_limited(request)
-            if _looks_like_bot(request, form):
-                # Looks accepted; nothing is stored or sent.
-                logger.info("reset form dropped as automated")
-                return _confirmation(new_reference())
-            # Inline, not a local: error reports list this frame's variables.
-            result = services.reset_submit(
-                submission=replace(to_submission(form, family), language=request.LANGUAGE_CODE)
-            )
-            return _confirmation(result.reset.reference)
+            timing = check_timing(request.POST)
+            expired = timing is Timing.EXPIRED
+            if not expired:
+                return _file(request, form, family, timing)
     else:
         form = ResetRequestForm()
         family = FamilyFormSet(prefix=FAMILY_PREFIX)
-    response = render(request, "requests_app/reset_form.html", {"form": form, "family": family})
-    if request.method == "GET":
-        response.set_signed_cookie(
-            STARTED_COOKIE,
-            str(timezone.now().timestamp()),
-            salt=STARTED_SALT,
-            httponly=True,
-            samesite="Lax",
-            secure=request.is_secure(),
-        )
-    return response
+    return render(
+        request,
+        "requests_app/reset_form.html",
+        {"form": form, "family": family, "timing_value": new_timing_value(), "expired": expired},
+    )
 
 
-@require_GET
+@sensitive_variables()
+def _file(request: HttpRequest, form: ResetRequestForm, family: BaseFamilyFormSet, timing: Timing) -> HttpResponse:
+    """A valid submission past the window: held if it looks automated, kept
+    without an email past the per-email limit, filed otherwise; the sender
+    sees the same confirmation whichever it was."""
+    submission = replace(to_submission(form, family), language=request.LANGUAGE_CODE)
+    why = _held_because(form, timing)
+    if why is not None:
+        return _confirmation(services.held_create(submission=submission, why=why).reference)
+    # Counted only for submissions that would be filed: posts that store
+    # nothing, or are held, cannot use up a patient's quota.
+    if _over_rate_limit(request, group="reset-email", key=submission.email, rate=settings.SUBMIT_RATE_PER_EMAIL):
+        return _confirmation(services.reset_submit_past_email_limit(submission=submission))
+    return _confirmation(services.reset_submit(submission=submission).reset.reference)
+
+
+@require_safe
 def submitted(request: HttpRequest, reference: str) -> HttpResponse:
     """Confirmation: the reference and what happens next, nothing else.
 
@@ -156,7 +152,7 @@ def submitted(request: HttpRequest, reference: str) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def status(request: HttpRequest, token: str) -> HttpResponse:
     """Where a request stands, reached from the acknowledgment email."""
     reset_request = selectors.reset_by_status_token(token=token)
@@ -177,7 +173,7 @@ def status(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """Database and broker reachability, for load balancers and compose."""
     checks: dict[str, str] = {}

@@ -437,15 +437,17 @@ def test_it_writes_an_english_request_s_emails_in_english_even_from_a_spanish_co
 
 
 @pytest.mark.django_db
-def test_it_answers_a_repeat_in_the_language_of_the_repeat(submit):
+def test_it_keeps_a_request_in_the_language_it_was_filed_in_whatever_a_repeat_uses(submit):
+    # Whoever else knows the patient's email and date of birth cannot switch
+    # the patient's emails to another language.
     submit(valid_form_data(), **ENGLISH)
     mail.outbox.clear()
 
     submit(valid_form_data(), **SPANISH)
 
     request = ResetRequest.objects.get()
-    assert request.language == "es"
-    assert to_patient("IFM: recibimos")
+    assert request.language == "en"
+    assert to_patient("IFM: we received")
     # Staff read what the repeat said in English.
     duplicate = request.events.get(kind=RequestEvent.Kind.DUPLICATE)
     assert "Reason: The invitation link expired" in duplicate.message

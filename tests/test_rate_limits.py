@@ -1,10 +1,14 @@
-"""The public form is rate-limited per target email and per client address,
-in the shared cache. Over the limit: a polite 429, nothing stored or sent."""
+"""The public form is rate-limited per client address and per target email,
+in the shared cache. Past the per-address limit: a polite 429, nothing
+stored. Past the per-email limit a submission is kept without another
+email (on the open request's timeline, or held) and answered like any
+other, so the limit stops email bombing without telling anyone that the
+address was used."""
 
 import pytest
 from django.core import mail
 
-from requests_app.models import OutboundEmail, ResetRequest
+from requests_app.models import HeldSubmission, OutboundEmail, RequestEvent, ResetRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -19,26 +23,43 @@ def close_all_open():
     ResetRequest.objects.filter(is_open=True).update(status="closed", is_open=False, close_reason="withdrawn")
 
 
-def test_it_answers_429_to_the_sixth_submission_for_one_email_within_the_hour(
+def test_it_keeps_a_submission_past_the_email_limit_on_the_open_request_without_another_email(
     client, form_data, settings, django_capture_on_commit_callbacks
 ):
     settings.SUBMIT_RATE_PER_EMAIL = "5/h"
-    for _ in range(5):
-        assert post(client, form_data, django_capture_on_commit_callbacks).status_code == 303
-        close_all_open()
-    requests_before, emails_before, sent_before = (
-        ResetRequest.objects.count(),
-        OutboundEmail.objects.count(),
-        len(mail.outbox),
-    )
+    answers = [post(client, form_data, django_capture_on_commit_callbacks) for _ in range(5)]
+    reset = ResetRequest.objects.get()
+    emails_before, sent_before = OutboundEmail.objects.count(), len(mail.outbox)
 
-    response = post(client, form_data, django_capture_on_commit_callbacks, email="MARIA.LOPEZ@example.com")
+    sixth = post(client, form_data, django_capture_on_commit_callbacks, email="MARIA.LOPEZ@example.com")
 
-    assert response.status_code == 429
-    assert b"Nothing more was saved" in response.content
-    assert ResetRequest.objects.count() == requests_before
+    # Answered exactly like the others: the limit tells nobody the address was used.
+    assert sixth.status_code == 303
+    assert sixth["Location"] == answers[0]["Location"] == f"/reset/submitted/{reset.reference}/"
+    assert ResetRequest.objects.count() == 1
+    assert reset.events.filter(kind=RequestEvent.Kind.DUPLICATE).count() == 5
+    assert "no email was sent" in reset.events.filter(kind=RequestEvent.Kind.DUPLICATE).last().message
     assert OutboundEmail.objects.count() == emails_before
     assert len(mail.outbox) == sent_before
+
+
+def test_it_holds_a_submission_past_the_email_limit_when_no_request_is_open(
+    client, form_data, settings, django_capture_on_commit_callbacks
+):
+    settings.SUBMIT_RATE_PER_EMAIL = "2/h"
+    for _ in range(2):
+        post(client, form_data, django_capture_on_commit_callbacks)
+        close_all_open()
+    emails_before, sent_before = OutboundEmail.objects.count(), len(mail.outbox)
+
+    third = post(client, form_data, django_capture_on_commit_callbacks)
+
+    assert third.status_code == 303
+    held = HeldSubmission.objects.get()
+    assert held.why == "email_limit"
+    assert third["Location"] == f"/reset/submitted/{held.reference}/"
+    assert ResetRequest.objects.filter(is_open=True).count() == 0
+    assert (OutboundEmail.objects.count(), len(mail.outbox)) == (emails_before, sent_before)
 
 
 def test_it_counts_each_email_separately(client, form_data, settings, django_capture_on_commit_callbacks):
@@ -46,8 +67,25 @@ def test_it_counts_each_email_separately(client, form_data, settings, django_cap
     for _ in range(2):
         post(client, form_data, django_capture_on_commit_callbacks, email="first@example.com")
         close_all_open()
-    assert post(client, form_data, django_capture_on_commit_callbacks, email="first@example.com").status_code == 429
-    assert post(client, form_data, django_capture_on_commit_callbacks, email="second@example.com").status_code == 303
+    post(client, form_data, django_capture_on_commit_callbacks, email="first@example.com")
+    assert HeldSubmission.objects.filter(email="first@example.com").count() == 1
+
+    post(client, form_data, django_capture_on_commit_callbacks, email="second@example.com")
+    assert ResetRequest.objects.filter(email="second@example.com", is_open=True).exists()
+
+
+def test_it_does_not_let_held_bot_posts_use_up_a_patients_email_quota(
+    client, form_data, settings, django_capture_on_commit_callbacks
+):
+    settings.SUBMIT_RATE_PER_EMAIL = "2/h"
+    for _ in range(5):
+        post(client, form_data, django_capture_on_commit_callbacks, website="http://spam.example")
+    assert HeldSubmission.objects.filter(why="honeypot").count() == 5
+
+    post(client, form_data, django_capture_on_commit_callbacks)
+
+    assert ResetRequest.objects.filter(is_open=True).count() == 1
+    assert len(mail.outbox) == 2  # the acknowledgment and the staff notice
 
 
 def test_it_limits_one_address_across_emails(client, form_data, settings, django_capture_on_commit_callbacks):

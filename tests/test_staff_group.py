@@ -20,6 +20,9 @@ STAFF_PERMISSIONS = {
     "requests_app.view_requestevent",
     "requests_app.add_requestevent",
     "requests_app.view_outboundemail",
+    # Held submissions: staff release them or delete them as spam.
+    "requests_app.view_heldsubmission",
+    "requests_app.change_heldsubmission",
 }
 
 

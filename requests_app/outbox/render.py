@@ -16,7 +16,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 
-from ..models import OutboundEmail
+from ..models import HeldSubmission, OutboundEmail
 from ..selectors import resets_overdue
 
 # The digest lists the most overdue requests; its count covers them all.
@@ -66,7 +66,14 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
             }
             for r in overdue_requests.only("pk", "reference", "status", "due_at")[:DIGEST_MAX_LISTED]
         ]
-        context.update({"overdue": overdue, "count": overdue_requests.count()})
+        context.update(
+            {
+                "overdue": overdue,
+                "count": overdue_requests.count(),
+                "held_count": HeldSubmission.objects.count(),
+                "held_url": site_url(reverse("admin:requests_app_heldsubmission_changelist")),
+            }
+        )
     return context
 
 

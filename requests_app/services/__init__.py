@@ -1,5 +1,5 @@
 """Every write of the application, by domain: a patient's submission, the
-staff workflow, the digest and retention. Emails go through the outbox
+staff workflow, held submissions, the digest and retention. Emails go through the outbox
 (``requests_app.outbox``).
 
 Each function is atomic, records its timeline event with the acting user in
@@ -8,8 +8,9 @@ Callers (views, admin, tasks, commands) never set ``status`` themselves.
 """
 
 from .digest import digest_queue_overdue
+from .held import held_create, held_delete, held_purge_expired, held_release, reset_submit_past_email_limit
 from .retention import resets_purge_expired
-from .submission import Submission, SubmitResult, reset_submit
+from .submission import Submission, SubmitResult, reset_attach_quietly, reset_submit
 from .workflow import (
     check_move,
     reset_add_note,
@@ -29,8 +30,13 @@ __all__ = [
     "SubmitResult",
     "check_move",
     "digest_queue_overdue",
+    "held_create",
+    "held_delete",
+    "held_purge_expired",
+    "held_release",
     "reset_add_note",
     "reset_assign",
+    "reset_attach_quietly",
     "reset_close",
     "reset_record_identity_check",
     "reset_record_view",
@@ -38,6 +44,7 @@ __all__ = [
     "reset_resolve",
     "reset_start",
     "reset_submit",
+    "reset_submit_past_email_limit",
     "reset_wait",
     "resets_close_stale_waiting",
     "resets_purge_expired",

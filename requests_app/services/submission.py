@@ -47,7 +47,7 @@ class SubmitResult:
 
 # Error reports show no local variable of this call or of anything it calls.
 @sensitive_variables()
-def reset_submit(*, submission: Submission) -> SubmitResult:
+def reset_submit(*, submission: Submission, reference: str | None = None) -> SubmitResult:
     """File a reset request, or attach it to the patient's open one.
 
     Atomic: the request, its first event and its acknowledgment (plus the
@@ -55,33 +55,53 @@ def reset_submit(*, submission: Submission) -> SubmitResult:
     queued after commit. A second submission with the same email and date of
     birth while a request is open is recorded on that request's timeline and
     gets a fresh acknowledgment, so the caller cannot tell the two apart.
+    ``reference``: the one a new request takes (a released held submission
+    keeps the reference its sender was shown), if it is still free.
     """
     for _ in range(SUBMIT_ATTEMPTS):
         try:
             with transaction.atomic():
-                return _submit_once(submission)
+                return _submit_once(submission, reference or new_reference())
         except IntegrityError:
             # Either a reference collision or a concurrent first submission
-            # by the same patient won the race: try again, which attaches to
-            # that one.
+            # by the same patient won the race: try again (with a reference
+            # of our own), which attaches to that one.
+            reference = None
             continue
     raise RuntimeError(f"Could not store the reset request after {SUBMIT_ATTEMPTS} attempts.")
 
 
-def _submit_once(submission: Submission) -> SubmitResult:
-    now = timezone.now()
-    existing = (
+@sensitive_variables()
+def reset_attach_quietly(*, submission: Submission) -> ResetRequest | None:
+    """Record a submission on the patient's open request without emailing
+    anyone (it came past the per-email limit); None when the patient has no
+    open request. Atomic."""
+    with transaction.atomic():
+        existing = _open_request_of(submission)
+        if existing is not None:
+            RequestEvent.objects.record(
+                existing,
+                RequestEvent.Kind.DUPLICATE,
+                message=_describe(submission) + "\n(Past the per-email limit: no email was sent.)",
+            )
+        return existing
+
+
+def _open_request_of(submission: Submission) -> ResetRequest | None:
+    return (
         ResetRequest.objects.select_for_update()
         .filter(email=submission.email, date_of_birth=submission.date_of_birth, is_open=True)
         .first()
     )
-    language = _patient_language(submission.language)
+
+
+def _submit_once(submission: Submission, reference: str) -> SubmitResult:
+    now = timezone.now()
+    existing = _open_request_of(submission)
     if existing is not None:
-        if existing.language != language:
-            # The fresh acknowledgment (and later emails) follow the language
-            # the patient used last.
-            ResetRequest.objects.filter(pk=existing.pk).update(language=language)
-            existing.language = language
+        # The request keeps the language it was filed in (a staff member may
+        # change it): whoever else knows the patient's email and date of
+        # birth cannot switch the patient's emails to another language.
         email_queue_many(
             messages=[(existing, OutboundEmail.Kind.ACKNOWLEDGMENT, existing.email)],
             also_record=[
@@ -93,7 +113,7 @@ def _submit_once(submission: Submission) -> SubmitResult:
         return SubmitResult(reset=existing, created=False)
 
     reset = ResetRequest.objects.create(
-        reference=new_reference(),
+        reference=reference,
         first_name=submission.first_name,
         last_name=submission.last_name,
         date_of_birth=submission.date_of_birth,
@@ -102,7 +122,7 @@ def _submit_once(submission: Submission) -> SubmitResult:
         appointment_date=submission.appointment_date,
         reason=submission.reason,
         details=submission.details,
-        language=language,
+        language=_patient_language(submission.language),
         submitted_at=now,
         due_at=now + timedelta(hours=settings.RESET_SLA_HOURS),
     )

@@ -52,6 +52,14 @@ def queue_dashboard(context: template.Context) -> dict[str, Any]:
                 "alert": numbers["overdue"] > 0,
             },
             {
+                "key": "held",
+                "label": "Held submissions",
+                "value": numbers["held"],
+                "url": reverse("admin:requests_app_heldsubmission_changelist"),
+                "hint": "suspected spam: a real patient may be among them",
+                "alert": numbers["held"] > 0,
+            },
+            {
                 "key": "waiting",
                 "label": "Waiting on patient",
                 "value": numbers["waiting"],

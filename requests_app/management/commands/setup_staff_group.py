@@ -12,7 +12,8 @@ from django.db import transaction
 GROUP_NAME = "Reset staff"
 
 # Exactly what working the queue needs: read and move requests, read the
-# family members and emails, add notes to the timeline. No delete, nothing
+# family members and emails, add notes to the timeline, release or delete
+# held submissions. No delete of anything else, nothing
 # of django.contrib.auth (no user management).
 PERMISSIONS = (
     ("resetrequest", "view"),
@@ -21,6 +22,8 @@ PERMISSIONS = (
     ("requestevent", "view"),
     ("requestevent", "add"),
     ("outboundemail", "view"),
+    ("heldsubmission", "view"),
+    ("heldsubmission", "change"),
 )
 
 
