@@ -18,6 +18,7 @@ from django_ratelimit.core import is_ratelimited
 from portal_reset.client_address import client_ip
 
 from . import selectors, services
+from .email_addresses import rate_limit_key
 from .form_timing import Timing, check_timing, new_timing_value
 from .forms import FAMILY_PREFIX, BaseFamilyFormSet, FamilyFormSet, ResetRequestForm, to_submission
 from .models import HeldSubmission
@@ -130,7 +131,9 @@ def _file(request: HttpRequest, form: ResetRequestForm, family: BaseFamilyFormSe
         return _confirmation(services.held_create(submission=submission, why=why).reference)
     # Counted only for submissions that would be filed: posts that store
     # nothing, or are held, cannot use up a patient's quota.
-    if _over_rate_limit(request, group="reset-email", key=submission.email, rate=settings.SUBMIT_RATE_PER_EMAIL):
+    # An address's +tag (and Gmail's dotted) spellings count as one.
+    limit_key = rate_limit_key(submission.email)
+    if _over_rate_limit(request, group="reset-email", key=limit_key, rate=settings.SUBMIT_RATE_PER_EMAIL):
         return _confirmation(services.reset_submit_past_email_limit(submission=submission))
     return _confirmation(services.reset_submit(submission=submission).reset.reference)
 

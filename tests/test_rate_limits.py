@@ -126,3 +126,18 @@ def test_it_ignores_forwarded_headers_when_no_proxy_header_is_configured(client,
     assert (
         client.post("/reset/", form_data(email="b@example.com"), HTTP_X_FORWARDED_FOR="203.0.113.2").status_code == 429
     )
+
+
+def test_it_counts_an_addresss_plus_tag_and_gmail_dot_spellings_as_one_for_the_limit(
+    client, form_data, settings, django_capture_on_commit_callbacks
+):
+    settings.SUBMIT_RATE_PER_EMAIL = "2/h"
+    for email in ("maria.lopez@gmail.com", "maria.lopez+portal@gmail.com"):
+        post(client, form_data, django_capture_on_commit_callbacks, email=email)
+        close_all_open()
+    sent_before = len(mail.outbox)
+
+    post(client, form_data, django_capture_on_commit_callbacks, email="m.a.r.i.a.lopez+again@googlemail.com")
+
+    assert HeldSubmission.objects.get().why == "email_limit"
+    assert len(mail.outbox) == sent_before
