@@ -104,3 +104,29 @@ bench: $(VENV)/.installed $(MO_FILES)
 		{ apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }; } || \
 		{ echo "make bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Known vulnerabilities in what `make` installs (docs/security-and-privacy.md,
+# "Dependencies"). pip-audit lives in its own virtualenv under var/, so that
+# neither it nor its dependencies land in .venv; it checks every package
+# installed in .venv (the pins in pyproject.toml and what they pull in) at
+# its installed version, without resolving anything again. It needs HTTPS
+# access to a vulnerability database: PyPI's JSON API (pypi.org, the
+# default) or, with PIP_AUDIT_SERVICE=osv, api.osv.dev. --strict: a package
+# it could not check fails the audit, as a vulnerability does; offline it
+# can never pass.
+PIP_AUDIT_VERSION := 2.10.1
+PIP_AUDIT_SERVICE ?= pypi
+AUDIT_DIR := var/pip-audit
+.PHONY: audit
+audit: $(VENV)/.installed
+	@$(AUDIT_DIR)/venv/bin/pip-audit --version 2>/dev/null | grep -qx 'pip-audit $(PIP_AUDIT_VERSION)' || \
+		{ $(PYTHON) -m venv $(AUDIT_DIR)/venv && \
+		  $(AUDIT_DIR)/venv/bin/pip install --quiet --disable-pip-version-check pip-audit==$(PIP_AUDIT_VERSION); }
+	$(BIN)/pip freeze --exclude-editable --disable-pip-version-check > $(AUDIT_DIR)/requirements.txt
+	@echo "pip-audit: $$(wc -l < $(AUDIT_DIR)/requirements.txt) packages against '$(PIP_AUDIT_SERVICE)' (needs HTTPS to $(if $(filter osv,$(PIP_AUDIT_SERVICE)),api.osv.dev,pypi.org))"
+	@$(AUDIT_DIR)/venv/bin/pip-audit --requirement $(AUDIT_DIR)/requirements.txt --no-deps --disable-pip --strict \
+		--vulnerability-service $(PIP_AUDIT_SERVICE) --progress-spinner off || { \
+		echo "make audit failed: either pip-audit lists a known vulnerability above (move that pin in pyproject.toml"; \
+		echo "to the release that fixes it), or it could not check a package: it needs HTTPS access to the"; \
+		echo "vulnerability database ('Dependency not found on PyPI' or a connection error means it had none)."; \
+		exit 1; }

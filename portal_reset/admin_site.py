@@ -14,13 +14,17 @@ from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.http import HttpRequest
-from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
+from django_otp.admin import OTPAdminSite
+
+from .staff_login import StaffOTPAuthenticationForm
 
 
 class StaffAdminSite(OTPAdminSite):
     """With STAFF_MFA on, the login form asks for the code from the staff
     member's authenticator app, and only a session verified with it reaches
-    any admin page; a password alone is treated as not logged in."""
+    any admin page; a password alone is treated as not logged in. Its login
+    form fails as one: a wrong code looks like a wrong password and counts
+    toward the lockout (staff_login.py)."""
 
     site_header = "Portal access resets"
     site_title = "Portal access resets"
@@ -28,11 +32,11 @@ class StaffAdminSite(OTPAdminSite):
 
     @property
     def login_form(self) -> Any:
-        return OTPAdminAuthenticationForm if settings.STAFF_MFA else AdminAuthenticationForm
+        return StaffOTPAuthenticationForm if settings.STAFF_MFA else AdminAuthenticationForm
 
     @property
     def login_template(self) -> Any:
-        return OTPAdminSite.login_template if settings.STAFF_MFA else None
+        return "admin/staff_login.html" if settings.STAFF_MFA else None
 
     def has_permission(self, request: HttpRequest) -> bool:
         if settings.STAFF_MFA:

@@ -37,8 +37,9 @@ AROUND_EVERY_PAGE = 4 + 3
 # The list: the capped count (LIMIT 10001) and the page of rows with their
 # assignees (select_related). Filtered or searched, the same two.
 LIST_BUDGET = AROUND_EVERY_PAGE + 2
-# The export: one streamed query (its filters and search, no count).
-EXPORT_BUDGET = AROUND_EVERY_PAGE + 1
+# The export: the count and the insert of its audit record, then one
+# streamed query (its filters and search).
+EXPORT_BUDGET = AROUND_EVERY_PAGE + 3
 # A request's page: the request (with assignee and verifier), the view event
 # written for the audit, the timeline with its actors, the emails, then the
 # family members (an EXISTS to skip an empty table, then the inline's rows).

@@ -106,3 +106,11 @@ def test_it_keeps_the_workflow_from_staff_who_may_only_read(client, staff_user):
     assert start.status_code == 403
     rr.refresh_from_db()
     assert rr.status == "new"
+
+
+def test_it_keeps_a_member_out_of_the_record_of_exports(staff_client, staff):
+    """Who exported which list is for an auditor (a practice manager), not
+    for the staff whose exports it records."""
+    assert "requests_app.view_exportrecord" not in staff.get_all_permissions()
+    assert staff_client.get("/admin/requests_app/exportrecord/").status_code == 403
+    assert b"/admin/requests_app/exportrecord/" not in staff_client.get("/admin/").content

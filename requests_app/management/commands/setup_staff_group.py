@@ -14,7 +14,9 @@ GROUP_NAME = "Reset staff"
 # Exactly what working the queue needs: read and move requests, read the
 # family members and emails, add notes to the timeline, release or delete
 # held submissions. No delete of anything else, nothing
-# of django.contrib.auth (no user management).
+# of django.contrib.auth (no user management), and not the record of CSV
+# exports (view_exportrecord): that is for an auditor, a practice manager
+# given the permission by hand, not for the staff whose exports it records.
 PERMISSIONS = (
     ("resetrequest", "view"),
     ("resetrequest", "change"),
