@@ -1,13 +1,13 @@
 from django.urls import path
 
-from . import views
+from .views import guide, health, reset, status
 
 app_name = "requests_app"
 
 urlpatterns = [
-    path("", views.guide, name="guide"),
-    path("reset/", views.reset_request, name="reset"),
-    path("reset/submitted/<str:reference>/", views.submitted, name="submitted"),
-    path("status/<str:token>/", views.status, name="status"),
-    path("healthz", views.healthz, name="healthz"),
+    path("", guide.guide, name="guide"),
+    path("reset/", reset.reset_request, name="reset"),
+    path("reset/submitted/<str:reference>/", status.submitted, name="submitted"),
+    path("status/<str:token>/", status.status, name="status"),
+    path("healthz", health.healthz, name="healthz"),
 ]

@@ -1,4 +1,4 @@
-"""Patient pages. Thin: parse, call a service, redirect after POST."""
+"""The reset-request form at /reset/."""
 
 from __future__ import annotations
 
@@ -6,39 +6,24 @@ import logging
 from dataclasses import replace
 
 from django.conf import settings
-from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_http_methods, require_safe
+from django.views.decorators.http import require_http_methods
 from django_ratelimit.core import is_ratelimited
 
 from portal_reset.client_address import client_ip
 
-from . import selectors, services
-from .email_addresses import rate_limit_key
-from .form_timing import Timing, check_timing, new_timing_value
-from .forms import FAMILY_PREFIX, BaseFamilyFormSet, FamilyFormSet, ResetRequestForm, to_submission
-from .models import HeldSubmission
-from .practice_time import access_window_ends
-from .references import is_reference
+from .. import services
+from ..email_addresses import rate_limit_key
+from ..form_timing import Timing, check_timing, new_timing_value
+from ..forms import FAMILY_PREFIX, BaseFamilyFormSet, FamilyFormSet, ResetRequestForm, to_submission
+from ..models import HeldSubmission
+from ..practice_time import access_window_ends
 
 logger = logging.getLogger(__name__)
-
-
-@require_safe
-def guide(request: HttpRequest) -> HttpResponse:
-    """The practice's troubleshooting steps, ending in the reset request."""
-    return render(
-        request,
-        "requests_app/guide.html",
-        {
-            "access_link_hours": settings.ACCESS_LINK_HOURS,
-            "portal_trouble_url": settings.PORTAL_TROUBLE_URL,
-        },
-    )
 
 
 def _held_because(form: ResetRequestForm, timing: Timing) -> str | None:
@@ -136,65 +121,3 @@ def _file(request: HttpRequest, form: ResetRequestForm, family: BaseFamilyFormSe
     if _over_rate_limit(request, group="reset-email", key=limit_key, rate=settings.SUBMIT_RATE_PER_EMAIL):
         return _confirmation(services.reset_submit_past_email_limit(submission=submission))
     return _confirmation(services.reset_submit(submission=submission).reset.reference)
-
-
-@require_safe
-def submitted(request: HttpRequest, reference: str) -> HttpResponse:
-    """Confirmation: the reference and what happens next, nothing else.
-
-    It reads nothing from the database, so it cannot tell anyone whether a
-    request (or someone's earlier request) exists.
-    """
-    if not is_reference(reference):
-        raise Http404
-    return render(
-        request,
-        "requests_app/submitted.html",
-        {"reference": reference, "sla_hours": settings.RESET_SLA_HOURS},
-    )
-
-
-@never_cache
-@require_safe
-def status(request: HttpRequest, token: str) -> HttpResponse:
-    """Where a request stands, reached from the acknowledgment email."""
-    reset_request = selectors.reset_by_status_token(token=token)
-    if reset_request is None:
-        raise Http404
-    response = render(
-        request,
-        "requests_app/status.html",
-        {
-            "reset_request": reset_request,
-            "step": selectors.public_step(reset_request),
-            "sla_hours": settings.RESET_SLA_HOURS,
-        },
-    )
-    # The token is a secret: keep it out of Referer headers sent elsewhere.
-    response["Referrer-Policy"] = "no-referrer"
-    return response
-
-
-@never_cache
-@require_safe
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Database and broker reachability, for load balancers and compose."""
-    checks: dict[str, str] = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = "ok"
-    except Exception:
-        logger.exception("health check: database is down")
-        checks["database"] = "down"
-    from portal_reset.celery import app
-
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-        checks["broker"] = "ok"
-    except Exception:
-        logger.warning("health check: broker is down")
-        checks["broker"] = "down"
-    ok = all(value == "ok" for value in checks.values())
-    return JsonResponse(checks, status=200 if ok else 503)
