@@ -14,6 +14,9 @@ from django.views.decorators.debug import sensitive_variables
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
+from . import names
+from .email_addresses import TOO_LONG as EMAIL_TOO_LONG
+from .email_addresses import canonical_email
 from .models import ResetRequest
 from .phones import parse_phone
 from .practice_time import practice_today
@@ -21,6 +24,8 @@ from .services import Submission
 
 ISO_DATE = ["%Y-%m-%d"]
 MAX_AGE_YEARS = 130
+# How far back a visit may be: older invitations are long gone anyway.
+MAX_VISIT_AGE_YEARS = 10
 
 
 class DateInput(forms.DateInput):
@@ -45,13 +50,35 @@ def validate_date_of_birth(value: date) -> None:
         raise forms.ValidationError(_("Please check the year of the date of birth."))
 
 
+class NameField(forms.CharField):
+    """A person's name (requests_app/names.py): NFKC, trimmed, one space
+    between words; the length is counted after that."""
+
+    def to_python(self, value: Any) -> str:
+        return names.normalize_name(super().to_python(value) or "")
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value:
+            names.validate_name(value)
+
+
 def name_field(label: StrOrPromise, autocomplete: str = "off") -> forms.CharField:
-    return forms.CharField(
+    return NameField(
         label=label,
-        max_length=100,
+        max_length=names.MAX_LENGTH,
         strip=True,
         widget=forms.TextInput(attrs={"autocomplete": autocomplete}),
+        error_messages={"max_length": names.TOO_LONG},
     )
+
+
+class EmailAddressField(forms.EmailField):
+    """The email input; what it accepts is canonical_email's to say (the
+    form's clean_email), not Django's validator, which lets through what
+    the mail layer would rewrite and says nothing specific."""
+
+    default_validators: list[Any] = []
 
 
 def dob_field(label: StrOrPromise, autocomplete: str = "off") -> forms.DateField:
@@ -79,10 +106,11 @@ class ResetRequestForm(forms.Form):
     first_name = name_field(_("First name"), autocomplete="given-name")
     last_name = name_field(_("Last name"), autocomplete="family-name")
     date_of_birth = dob_field(_("Date of birth"), autocomplete="bday")
-    email = forms.EmailField(
+    email = EmailAddressField(
         label=_("Email address the portal invitation was sent to"),
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+        error_messages={"max_length": EMAIL_TOO_LONG},
     )
     phone = forms.CharField(
         label=_("Phone number"),
@@ -135,9 +163,10 @@ class ResetRequestForm(forms.Form):
         )
 
     def clean_email(self) -> str:
-        # Addresses are matched case-insensitively everywhere (duplicates,
-        # rate limits, staff search), so store one spelling.
-        return self.cleaned_data["email"].strip().lower()
+        # One spelling, the one the mail layer delivers to: it is what is
+        # stored, what the duplicate rule compares and what the SMTP
+        # envelope carries (requests_app/email_addresses.py).
+        return canonical_email(self.cleaned_data["email"])
 
     def clean_phone(self) -> str:
         phone = parse_phone(self.cleaned_data["phone"])
@@ -147,9 +176,25 @@ class ResetRequestForm(forms.Form):
 
     def clean_appointment_date(self) -> date:
         value: date = self.cleaned_data["appointment_date"]
-        if value > practice_today():
+        today = practice_today()
+        if value > today:
             raise forms.ValidationError(_("The visit date cannot be in the future."))
+        if value < _years_ago(today, MAX_VISIT_AGE_YEARS):
+            raise forms.ValidationError(
+                _("Please check the year of your visit. We can only help with visits in the last %(years)d years.")
+                % {"years": MAX_VISIT_AGE_YEARS}
+            )
         return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        visit, born = cleaned.get("appointment_date"), cleaned.get("date_of_birth")
+        if visit is not None and born is not None and visit < born:
+            self.add_error(
+                "appointment_date",
+                _("The visit date cannot be before the date of birth. Please check both dates."),
+            )
+        return cleaned
 
 
 class FamilyMemberForm(forms.Form):
