@@ -1,15 +1,20 @@
 """Gunicorn settings for the web container (Dockerfile, docker-compose.yml).
 
 Read from the environment: PORT (default 8000), WEB_CONCURRENCY (worker
-processes, default 2), FORWARDED_ALLOW_IPS (addresses whose X-Forwarded-*
-headers gunicorn trusts; default 127.0.0.1,::1), LOG_LEVEL, and LOG_FORMAT /
-DEBUG as Django's settings read them (JSON lines unless LOG_FORMAT=plain or
-DEBUG is on). Anything else can be passed in GUNICORN_CMD_ARGS.
+processes, default 2), TRUSTED_PROXIES (the TLS proxy's addresses or CIDR
+networks, as Django's settings read it; default 127.0.0.1,::1), LOG_LEVEL,
+and LOG_FORMAT / DEBUG as Django's settings read them (JSON lines unless
+LOG_FORMAT=plain or DEBUG is on). Anything else can be passed in
+GUNICORN_CMD_ARGS.
 
-The access log never holds what a URL or a header may carry: a status link's
-path is /status/<token>/ and the token is the key to that request's page, so
-every path under /status/ is written as /status/…/; query strings, the
-Referer, cookies and the client's address are not logged at all.
+No log line holds what a URL or a header may carry. A status link's path is
+/status/<token>/ and the token is the key to that request's page, so every
+path under /status/ is written as /status/…/, in the access log and in the
+error log. Query strings (an admin search's ?q= may be a patient's email)
+are in neither: the access log leaves them out, and every error-log line
+(gunicorn's "Error handling request <uri>", its "Invalid request" warnings
+quoting a request line, a traceback) loses them. The Referer, cookies and
+the client's address are not logged at all.
 """
 
 from __future__ import annotations
@@ -52,7 +57,12 @@ max_requests_jitter = 100
 # The workers' heartbeat files on a tmpfs: on Docker's overlay filesystem a
 # slow disk can make the arbiter kill a healthy worker as hung.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# The peers whose X-Forwarded-Proto gunicorn believes (its wsgi.url_scheme):
+# the same list Django's TrustedProxyMiddleware believes it and
+# CLIENT_IP_HEADER from, so the two never disagree. gunicorn validates
+# each entry as Django's settings do (strict CIDR). FORWARDED_ALLOW_IPS is
+# not read: "*" there would let any client say it came over HTTPS.
+forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES", "").strip() or "127.0.0.1,::1"
 # The gunicornc control socket is not used; no socket, nothing to secure.
 control_socket_disable = True
 
@@ -78,6 +88,9 @@ else:
 # cannot forge log lines.
 _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 _STATUS_IN_TEXT = re.compile(r"(/status/)\S*", re.IGNORECASE)
+# A path-like run of characters, then its query string (as
+# portal_reset.log_filters.strip_query_strings, for Django's own lines).
+_QUERY_IN_TEXT = re.compile(r"(/[^\s?#\"']*)\?[^\s\"']*")
 
 
 def mask_path(path: str) -> str:
@@ -91,15 +104,33 @@ def mask_path(path: str) -> str:
     return quote(decoded[: start + len("/status/")], safe=_PATH_SAFE) + "…/"
 
 
-class _MaskStatusTokens(logging.Filter):
-    """For gunicorn's error log, whose "Error handling request <uri>" line
-    (and the debug line of every request) names the path."""
+def _private_text(text: str) -> str:
+    """Error-log text without query strings or status tokens (looked for in
+    the percent-decoded text, as mask_path does, so that /%73tatus/ is
+    caught too)."""
+    text = _QUERY_IN_TEXT.sub(r"\1", text)
+    decoded = unquote(text)
+    if "/status/" in decoded.lower():
+        return _STATUS_IN_TEXT.sub(r"\1…/", decoded)
+    return text
+
+
+class _PrivateErrorLog(logging.Filter):
+    """For gunicorn's error log, whose "Error handling request <uri>" line,
+    "Invalid request" warnings (quoting the request line) and the traceback
+    of whatever escaped the app may name a path and its query string. The
+    traceback is formatted here, once, so that both formatters write the
+    cleaned text (exc_text)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        decoded = unquote(record.getMessage())
-        if "/status/" in decoded.lower():
-            record.msg = _STATUS_IN_TEXT.sub(r"\1…/", decoded)
-            record.args = ()
+        message = record.getMessage()
+        private = _private_text(message)
+        if private != message:
+            record.msg, record.args = private, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _private_text(record.exc_text)
         return True
 
 
@@ -122,8 +153,8 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
+        if record.exc_text or record.exc_info:
+            line["exc_info"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
 
 
@@ -146,8 +177,8 @@ class PrivacyLogger(glogging.Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        if not any(isinstance(f, _MaskStatusTokens) for f in self.error_log.filters):
-            self.error_log.addFilter(_MaskStatusTokens())
+        if not any(isinstance(f, _PrivateErrorLog) for f in self.error_log.filters):
+            self.error_log.addFilter(_PrivateErrorLog())
         if LOG_FORMAT != "plain":
             for handler in self.error_log.handlers:
                 if getattr(handler, "_gunicorn", False):

@@ -13,6 +13,7 @@ A management command on this machine runs on the local defaults with
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,6 +22,8 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
+
+from portal_reset.client_address import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -50,11 +53,21 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+def _private_var_dir() -> Path:
+    """VAR_DIR, made if missing, readable by its owner only (0700): the local
+    run keeps the secret key, the SQLite file and the .eml mail there, all
+    with patients' details. An existing one of ours is tightened too."""
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    state = VAR_DIR.stat()
+    if state.st_uid == os.getuid() and state.st_mode & 0o077:
+        VAR_DIR.chmod(0o700)
+    return VAR_DIR
+
+
 def _local_secret_key() -> str:
     """A key generated once for the local run and kept under var/."""
-    path = VAR_DIR / "secret_key"
+    path = _private_var_dir() / "secret_key"
     if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
@@ -134,8 +147,17 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "portal_reset.middleware.RequestIdMiddleware",
+    # Above everything else, so that every response carries it.
+    "portal_reset.middleware.PermissionsPolicyMiddleware",
+    # X-Forwarded-Proto and CLIENT_IP_HEADER believed from TRUSTED_PROXIES
+    # only: before SecurityMiddleware asks whether the request is secure.
+    "portal_reset.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # A form body in a charset Django cannot decode: 400 before anything
+    # (CSRF, a view, an error handler) reads it, and below the two above so
+    # that the 400 carries their headers too. Neither reads the body.
+    "portal_reset.middleware.BodyCharsetMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Django's LocaleMiddleware (the browser's Accept-Language, or the
@@ -221,6 +243,23 @@ STORAGES = {
 
 PRACTICE_NAME = env.str("PRACTICE_NAME", default="IFM")
 PRACTICE_CONTACT_EMAIL = env.str("PRACTICE_CONTACT_EMAIL", default="frontdesk@practice.example")
+# The number staff call patients from and patients call back: tap-to-call on
+# patient pages and in patient emails. Read as the form reads a patient's
+# (a US number unless it has a country code) and kept in E.164. The default
+# is in the 555-01xx range reserved for fiction.
+PRACTICE_PHONE = env.str("PRACTICE_PHONE", default="+1 555 010 0199")
+
+
+def _practice_phone_e164(value: str) -> str:
+    from requests_app.phones import parse_phone  # plain phonenumbers; no Django app is loaded
+
+    e164 = parse_phone(value)
+    if e164 is None:
+        raise ImproperlyConfigured(f"PRACTICE_PHONE {value!r} is not a possible phone number.")
+    return e164
+
+
+PRACTICE_PHONE = _practice_phone_e164(PRACTICE_PHONE)
 PRACTICE_TIME_ZONE = env.str("PRACTICE_TIME_ZONE", default="America/New_York")
 try:
     ZoneInfo(PRACTICE_TIME_ZONE)
@@ -283,7 +322,7 @@ EMAIL_BATCH_SECONDS = 30
 
 CELERY_BROKER_URL = _required("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
+    _broker_dir = _private_var_dir() / "broker"
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -351,6 +390,11 @@ SUBMIT_RATE_PER_EMAIL = env.str("SUBMIT_RATE_PER_EMAIL", default="5/h")
 SUBMIT_RATE_PER_ADDRESS = env.str("SUBMIT_RATE_PER_ADDRESS", default="20/h")
 SUBMIT_MIN_SECONDS = env.int("SUBMIT_MIN_SECONDS", default=3)
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
+# The TLS proxy's addresses or networks: CLIENT_IP_HEADER and
+# X-Forwarded-Proto are believed only from a peer in one of them
+# (portal_reset.client_address, TrustedProxyMiddleware); gunicorn.conf.py
+# gives gunicorn's forwarded_allow_ips the same list.
+TRUSTED_PROXIES = parse_networks("TRUSTED_PROXIES", env.str("TRUSTED_PROXIES", default="") or "127.0.0.1,::1")
 STAFF_MFA = env.bool("STAFF_MFA", default=not DEBUG)
 STAFF_SESSION_IDLE_MINUTES = _positive_int("STAFF_SESSION_IDLE_MINUTES", 30)
 
@@ -370,6 +414,8 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # Load balancers probe the health check over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if not DEBUG:
+    # From the proxy only: TrustedProxyMiddleware deletes the header from
+    # any other peer before SecurityMiddleware reads it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -382,7 +428,10 @@ SESSION_SAVE_EVERY_REQUEST = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# PermissionsPolicyMiddleware: no page may use these, nor any frame of it.
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=()"
 CSRF_TRUSTED_ORIGINS = [SITE_URL] if SITE_URL.startswith("http") else []
+CSRF_FAILURE_VIEW = "requests_app.views.csrf.csrf_failure"
 
 # Patient forms are a few kilobytes; refuse anything far larger up front.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
@@ -420,6 +469,8 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "portal_reset.log_filters.RequestIdFilter"},
         "mask_status_tokens": {"()": "portal_reset.log_filters.MaskStatusTokenFilter"},
+        # No query string in any line: an admin search's ?q= may be an email.
+        "no_query_strings": {"()": "portal_reset.log_filters.QueryStringFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -434,15 +485,21 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["request_id", "mask_status_tokens"],
+            "filters": ["request_id", "mask_status_tokens", "no_query_strings"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own defaults would keep a console handler of theirs on
+        # "django" (with DEBUG on: every django.* line a second time, with
+        # no filter above) and send the development server's request lines
+        # to no handler at all (Python's last resort, unfiltered). Every
+        # line goes to the console handler above instead.
+        "django": {"handlers": [], "propagate": True},
         # Django logs a 4xx/5xx request with its full path; status links
         # carry a secret token, so those lines are not kept.
         "django.request": {"level": "ERROR"},
-        "django.server": {"level": "WARNING"},
+        "django.server": {"level": "WARNING", "propagate": True},
     },
 }
 
