@@ -28,3 +28,24 @@ def searched_phone(text: str) -> str | None:
     if not re.fullmatch(r"[\d\s()+.\-]+", text) or sum(ch.isdigit() for ch in text) < 7:
         return None
     return parse_phone(text)
+
+
+def phone_display(e164: str) -> str:
+    """An E.164 number as people write it: the national format for a number
+    with DEFAULT_REGION's country code (``(555) 010-0199``), the
+    international one for any other (``+44 20 7946 0018``); ``e164`` as it
+    is if it does not parse."""
+    try:
+        number = phonenumbers.parse(e164, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return e164
+    # By the country code: 555-01xx numbers (reserved for examples) belong
+    # to no region, but read as any other North American number.
+    if number.country_code == phonenumbers.country_code_for_region(DEFAULT_REGION):
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def phone_href(e164: str) -> str:
+    """A tap-to-call link's target (RFC 3966): ``tel:+15550100199``."""
+    return f"tel:{e164}"

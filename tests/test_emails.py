@@ -70,7 +70,10 @@ def filed(submit: Any) -> ResetRequest:
 def test_it_sends_the_acknowledgment_to_the_patient_only(filed, settings):
     message = message_to("zq.private@example.com")
 
-    assert message.from_email == settings.DEFAULT_FROM_EMAIL
+    # From the practice by name: "IFM <DEFAULT_FROM_EMAIL>".
+    assert [(a.display_name, a.addr_spec) for a in sent(message)["From"].addresses] == [
+        (settings.PRACTICE_NAME, settings.DEFAULT_FROM_EMAIL)
+    ]
     assert message.cc == []
     assert message.bcc == []
 

@@ -1,13 +1,17 @@
 """Outbox emails rendered from templates/emails/<kind>_{subject.txt,body.txt,body.html}.
 
 Patient emails carry the reference, what happens next, the expected response
-time, the status link, the spam-folder reminder and the practice's contact —
-never the date of birth, phone, details or staff notes. Links are built from
-SITE_URL, never from a request's Host header.
+time, the status link, the spam-folder reminder and the practice's contact
+(its phone, a tap-to-call link in HTML) — never the date of birth, phone,
+details or staff notes. Links are built from SITE_URL, never from a
+request's Host header. Every email comes from DEFAULT_FROM_EMAIL with the
+practice's name as its display name.
 """
 
 from __future__ import annotations
 
+from email.headerregistry import Address
+from email.utils import parseaddr
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +21,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from ..models import HeldSubmission, OutboundEmail
+from ..phones import phone_display, phone_href
 from ..selectors import resets_overdue
 
 # The digest lists the most overdue requests; its count covers them all.
@@ -31,6 +36,12 @@ def practice_context() -> dict[str, Any]:
     return {
         "practice_name": settings.PRACTICE_NAME,
         "practice_contact_email": settings.PRACTICE_CONTACT_EMAIL,
+        # The number staff call from and patients call back: written as
+        # practice_phone; practice_phone_e164|tel_link (templatetags/
+        # patient_pages.py) makes it a tap-to-call link.
+        "practice_phone": phone_display(settings.PRACTICE_PHONE),
+        "practice_phone_e164": settings.PRACTICE_PHONE,
+        "practice_phone_href": phone_href(settings.PRACTICE_PHONE),
         "portal_name": settings.PORTAL_NAME,
         "portal_login_url": settings.PORTAL_LOGIN_URL,
         "portal_help_url": settings.PORTAL_HELP_URL,
@@ -93,6 +104,18 @@ def email_language(outbound: OutboundEmail) -> str:
     return "en"
 
 
+def from_header() -> str:
+    """DEFAULT_FROM_EMAIL with the practice's name as its display name
+    (``IFM <resets@…>``): a bare address looks like spam. One that already
+    has a display name is kept as it is. The SMTP envelope sender stays the
+    bare address (smtplib takes the address out of this)."""
+    name, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
+    if name or not address:
+        return str(settings.DEFAULT_FROM_EMAIL)
+    # Address quotes the name where it must; Django encodes it if it is not ASCII.
+    return str(Address(display_name=settings.PRACTICE_NAME, addr_spec=address))
+
+
 def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
     # The worker has no request to take a language from: each email says
     # which one it is written in.
@@ -102,7 +125,7 @@ def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
     message = EmailMultiAlternatives(
         subject=subject,
         body=text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
+        from_email=from_header(),
         to=[outbound.to],
         headers={"Message-ID": outbound.message_id, "Content-Language": language},
         # A patient's reply reaches the front desk, not an unread mailbox.

@@ -187,6 +187,25 @@ def reset_close(
     )
 
 
+# The timeline's words for a patient's own "I can get in now" (staff read them).
+WITHDRAWN_BY_PATIENT = "Closed by the patient from the status page: they can get in now"
+
+
+def reset_withdraw(*, reset_id: int) -> ResetRequest:
+    """The patient's "I can get in now" on their status page: any open
+    status → closed as withdrawn, by nobody on the staff, with the closure
+    email. An ended request raises TransitionNotAllowed and is left as it
+    is (a second click, a stale page); a move made at the same moment
+    raises ConcurrentChange, nothing written."""
+    return _move(
+        reset_id=reset_id,
+        action=Action.CLOSE,
+        actor=None,
+        fields={"close_reason": CloseReason.WITHDRAWN},
+        message=WITHDRAWN_BY_PATIENT,
+    )
+
+
 def resets_close_stale_waiting() -> int:
     """Close every request that has waited on the patient for
     WAITING_AUTO_CLOSE_DAYS, with the closure email. Safe to run twice or

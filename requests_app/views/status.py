@@ -1,15 +1,23 @@
-"""After the form: the confirmation page and the status page."""
+"""After the form: the confirmation page, the status page and the status
+page's "I can get in now"."""
 
 from __future__ import annotations
 
+from contextlib import suppress
+from typing import Any
+
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils import translation
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_http_methods, require_safe
 
 from .. import selectors
+from ..exceptions import WorkflowError
+from ..models import ResetRequest
 from ..references import is_reference
+from ..services.workflow import reset_withdraw
 
 
 @require_safe
@@ -28,22 +36,68 @@ def submitted(request: HttpRequest, reference: str) -> HttpResponse:
     )
 
 
+def _request_or_404(token: str) -> ResetRequest:
+    reset_request = selectors.reset_by_status_token(token=token)
+    if reset_request is None:
+        raise Http404
+    return reset_request
+
+
+def _in_its_language(
+    request: HttpRequest, reset_request: ResetRequest, template: str, context: dict[str, Any]
+) -> HttpResponse:
+    """A page about one request, in the language it was filed in, whatever
+    the browser asks for: the status link comes from an email written in
+    that language, and may be opened on any device."""
+    with translation.override(reset_request.language):
+        response = render(request, template, {"reset_request": reset_request, **context})
+    # LocaleMiddleware would name the browser's language; it keeps this one.
+    response["Content-Language"] = reset_request.language
+    return response
+
+
+def _back_to_status(reset_request: ResetRequest) -> HttpResponseRedirect:
+    response = HttpResponseRedirect(reset_request.get_status_url())
+    response.status_code = 303
+    return response
+
+
 @never_cache
 @require_safe
 def status(request: HttpRequest, token: str) -> HttpResponse:
     """Where a request stands, reached from the acknowledgment email."""
-    reset_request = selectors.reset_by_status_token(token=token)
-    if reset_request is None:
-        raise Http404
-    response = render(
+    reset_request = _request_or_404(token)
+    response = _in_its_language(
         request,
+        reset_request,
         "requests_app/status.html",
-        {
-            "reset_request": reset_request,
-            "step": selectors.public_step(reset_request),
-            "sla_hours": settings.RESET_SLA_HOURS,
-        },
+        {"step": selectors.public_step(reset_request), "sla_hours": settings.RESET_SLA_HOURS},
     )
     # The token is a secret: keep it out of Referer headers sent elsewhere.
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def status_withdraw(request: HttpRequest, token: str) -> HttpResponse:
+    """The status page's "I can get in now": GET asks the patient to confirm, POST (CSRF
+    checked) closes the open request as withdrawn, then back to the status
+    page. An ended request has nothing to close: both go back to the status
+    page, nothing changed, so a second click or a stale tab is harmless.
+
+    This page keeps the site's ``Referrer-Policy: same-origin`` rather than
+    the status page's ``no-referrer``: under no-referrer a browser sends
+    ``Origin: null`` with the POST, and Django's CSRF check refuses it. The
+    URL still reaches no other site.
+    """
+    reset_request = _request_or_404(token)
+    if request.method == "POST":
+        if reset_request.is_open:
+            # It may end meanwhile (a second click): the status page says how.
+            with suppress(WorkflowError):
+                reset_withdraw(reset_id=reset_request.pk)
+        return _back_to_status(reset_request)
+    if not reset_request.is_open:
+        return _back_to_status(reset_request)
+    return _in_its_language(request, reset_request, "requests_app/status_withdraw.html", {})
