@@ -8,11 +8,12 @@ them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from email.utils import parseaddr
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -402,7 +403,8 @@ class OutboundEmail(models.Model):
     @property
     def message_id(self) -> str:
         """Stable across retries, so a mail client shows a resent copy once."""
-        domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "localhost"
+        # DEFAULT_FROM_EMAIL may carry a display name ("Front desk <a@b>").
+        domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
         # The creation time keeps ids unique across databases and resets.
         return f"<outbox-{self.pk}.{int(self.created_at.timestamp() * 1_000_000)}@{domain}>"
 
@@ -471,3 +473,47 @@ class ExportRecord(models.Model):
 PATIENT_EMAIL_KINDS = frozenset(
     {OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.RESOLVED, OutboundEmail.Kind.CLOSED}
 )
+
+
+class HelpFeedback(models.Model):
+    """How many patients answered the guide's "Did this solve it?" with yes
+    or no, per end step (guide_tree.STEPS) and per practice day: counts
+    only. No address, no cookie, nothing that tells one patient from another.
+
+    ``record`` adds one answer, race-safe: an atomic ``count = count + 1``
+    on the day's row, which is created by the first answer of the day."""
+
+    class Answer(models.TextChoices):
+        YES = "yes", "Yes"
+        NO = "no", "No"
+
+    day = models.DateField()
+    step = models.SlugField(max_length=40, db_index=False)
+    answer = models.CharField(max_length=3, choices=Answer.choices)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "step", "answer"]
+        constraints = [
+            # Day first: the dashboard reads the last 30 days from this index.
+            models.UniqueConstraint(fields=["day", "step", "answer"], name="help_feedback_one_row_per_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.step} {self.answer}: {self.count}"
+
+    @classmethod
+    def record(cls, *, step: str, answer: str, day: date) -> None:
+        """One more ``answer`` for ``step`` on ``day``."""
+        row = cls.objects.filter(day=day, step=step, answer=answer)
+        if row.update(count=models.F("count") + 1):
+            return
+        try:
+            # In a savepoint: a request that lost the race to create the row
+            # must not break an outer transaction.
+            with transaction.atomic():
+                cls.objects.create(day=day, step=step, answer=answer, count=1)
+        except IntegrityError:
+            # Created by a concurrent answer since the update above: the
+            # unique constraint kept it to one row; count on it.
+            row.update(count=models.F("count") + 1)

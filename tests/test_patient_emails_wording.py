@@ -217,3 +217,11 @@ def test_it_says_who_sends_the_invitation_on_the_confirmation_and_the_status_pag
 
     assert INVITATION in confirmation
     assert INVITATION in status
+
+
+def test_it_builds_a_well_formed_message_id_when_the_sender_has_a_display_name(settings):
+    settings.DEFAULT_FROM_EMAIL = "Front desk <resets@clinic.example>"
+    email = OutboundEmailFactory()
+
+    assert email.message_id.endswith("@clinic.example>")
+    assert email.message_id.count("<") == 1 and email.message_id.count(">") == 1
