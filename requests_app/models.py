@@ -8,8 +8,8 @@ them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.utils import parseaddr
 from datetime import date, datetime
+from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.conf import settings

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, F, Q, QuerySet
+from django.db.models import Aggregate, Count, DurationField, F, Q, QuerySet, Sum
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from .models import HeldSubmission, ResetRequest, Status
-from .practice_time import week_start
+from .models import HeldSubmission, HelpFeedback, ResetRequest, Status
+from .practice_time import practice_day_start, practice_today, week_start
 from .references import REFERENCE_LENGTH, is_reference, normalize_reference
 
 
@@ -73,6 +73,8 @@ def resets_overdue() -> QuerySet[ResetRequest]:
 
 # The median is taken over the requests resolved in this many days.
 MEDIAN_WINDOW_DAYS = 30
+# The guide's "helped" against the requests filed: over this many practice days.
+HELP_WINDOW_DAYS = 30
 
 
 class _Median(Aggregate):
@@ -92,15 +94,25 @@ def queue_dashboard() -> dict[str, Any]:
     to resolution of the requests resolved in the last 30 days (wall-clock
     time, waiting included: what the patient lived through).
 
+    And the guide's pair over the last 30 practice days (today included):
+    how many said "yes, this solved it" (``helped``) against how many reset
+    requests were filed (``requests_filed``).
+
     One aggregate query on PostgreSQL. Elsewhere (SQLite, the local run) a
     second query reads the one or two middle durations in order with
     LIMIT/OFFSET, so no more than two rows reach Python whatever the table
     holds. Both read only open requests and those that ended in the window
-    (the ``is_open`` and ``ended_at`` indexes), never the whole table.
+    (the ``is_open`` and ``ended_at`` indexes), never the whole table. The
+    guide's yes answers are one more query, a sum over at most 30 days'
+    rows of HelpFeedback.
     """
     now = timezone.now()
     monday = week_start(now)
     since = now - timedelta(days=MEDIAN_WINDOW_DAYS)
+    # The guide's counts are per practice day: the requests are counted
+    # over the same days.
+    help_first_day = practice_today(now) - timedelta(days=HELP_WINDOW_DAYS - 1)
+    help_since = practice_day_start(help_first_day)
     resolved_in_window = Q(status=Status.RESOLVED, ended_at__gte=since)
     time_to_resolve = F("ended_at") - F("submitted_at")
     aggregates: dict[str, Any] = {
@@ -109,12 +121,15 @@ def queue_dashboard() -> dict[str, Any]:
         "waiting": Count("pk", filter=Q(status=Status.WAITING)),
         "resolved_this_week": Count("pk", filter=Q(status=Status.RESOLVED, ended_at__gte=monday)),
         "resolved_in_window": Count("pk", filter=resolved_in_window),
+        "requests_filed": Count("pk", filter=Q(submitted_at__gte=help_since)),
     }
     on_postgresql = connection.vendor == "postgresql"
     if on_postgresql:
         aggregates["median_time_to_resolve"] = _Median(time_to_resolve, filter=resolved_in_window)
-    # The window is longer than a week, so this covers every count.
-    counts = ResetRequest.objects.filter(Q(is_open=True) | Q(ended_at__gte=since)).aggregate(**aggregates)
+    # The window is longer than a week, so this covers every count (a
+    # request filed in the guide's window is open or ended after it).
+    ended_since = min(since, help_since)
+    counts = ResetRequest.objects.filter(Q(is_open=True) | Q(ended_at__gte=ended_since)).aggregate(**aggregates)
     if not on_postgresql:
         counts["median_time_to_resolve"] = _median_by_offset(
             ResetRequest.objects.filter(resolved_in_window), time_to_resolve, counts["resolved_in_window"]
@@ -123,8 +138,12 @@ def queue_dashboard() -> dict[str, Any]:
         **counts,
         # Held submissions are few (a week's at most): a plain count.
         "held": HeldSubmission.objects.count(),
+        "helped": HelpFeedback.objects.filter(day__gte=help_first_day, answer=HelpFeedback.Answer.YES).aggregate(
+            helped=Sum("count", default=0)
+        )["helped"],
         "week_start": monday,
         "window_days": MEDIAN_WINDOW_DAYS,
+        "help_window_days": HELP_WINDOW_DAYS,
     }
 
 

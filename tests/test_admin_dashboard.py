@@ -1,5 +1,6 @@
 """The queue at a glance on the admin index: open, overdue, held, waiting,
-resolved this week and the median time to resolve, from three queries, each
+resolved this week, the median time to resolve and how many the guide
+helped, from four queries, each
 linking to the list filtered the same way; nothing for staff who may not
 see requests."""
 
@@ -125,12 +126,13 @@ def test_it_has_no_median_when_nothing_was_resolved_in_30_days(wednesday):
     assert selectors.queue_dashboard()["median_time_to_resolve"] is None
 
 
-def test_it_counts_with_three_queries_whatever_the_table_holds(queue, django_assert_num_queries):
+def test_it_counts_with_four_queries_whatever_the_table_holds(queue, django_assert_num_queries):
     for days in range(1, 25):
         resolved(ended=timezone.now() - timedelta(days=days))
 
-    # The requests' counts, the median's middle rows, the held submissions.
-    with django_assert_num_queries(3):
+    # The requests' counts, the median's middle rows, the held submissions,
+    # the guide's "helped" answers.
+    with django_assert_num_queries(4):
         selectors.queue_dashboard()
 
 
@@ -156,6 +158,7 @@ def test_it_shows_the_queue_on_top_of_the_admin_index_with_the_app_list_below(st
         "open": "5",
         "overdue": "2",
         "held": "0",
+        "helped": "0",
         "waiting": "2",
         "resolved_this_week": "2",
         "median": "3 h",
@@ -277,8 +280,9 @@ def test_it_takes_the_median_with_percentile_cont_in_one_query_on_postgresql(pos
     assert numbers["median_seconds"] == 3 * 3600
     assert numbers["resolved_in_window"] == 4
     assert (numbers["open"], numbers["waiting"]) == (2, 1)
-    # The requests' counts and median in one query; the held submissions' count beside it.
+    # The requests' counts and median in one query; the held submissions'
+    # and the guide's counts beside it.
     on_requests = [sql for sql in numbers["queries"] if "requests_app_resetrequest" in sql]
     assert len(on_requests) == 1
     assert "percentile_cont(0.5) WITHIN GROUP" in on_requests[0]
-    assert len(numbers["queries"]) == 2
+    assert len(numbers["queries"]) == 3

@@ -84,5 +84,16 @@ def queue_dashboard(context: template.Context) -> dict[str, Any]:
                     else f"nothing resolved in the last {numbers['window_days']} days"
                 ),
             },
+            {
+                "key": "helped",
+                "label": "Helped by the guide",
+                "value": numbers["helped"],
+                "url": None,
+                "hint": (
+                    f"{numbers['helped']} said yes, {numbers['requests_filed']} "
+                    f"{'request' if numbers['requests_filed'] == 1 else 'requests'} filed "
+                    f"(last {numbers['help_window_days']} days)"
+                ),
+            },
         ],
     }
