@@ -74,6 +74,22 @@ node_modules/.installed: package.json package-lock.json
 		echo "npm ci failed: tests that need axe-core will skip"; \
 	fi
 
+# The patient pages' one stylesheet, static/css/patient.min.css: Bootstrap's
+# compiled CSS and static/css/site.css with only what templates/,
+# crispy-forms' templates, static/js/ and requests_app/ use (PurgeCSS,
+# assets/css/build.mjs, set up in assets/css/patient.json). The built file
+# is committed, so a checkout needs no npm to run; rebuild it after changing
+# site.css or a template's classes (tests/test_css_build.py fails while it
+# is stale). Needs Node.js and npm.
+CRISPY_TEMPLATES = $$($(BIN)/python -c 'import crispy_bootstrap5, pathlib; print(pathlib.Path(crispy_bootstrap5.__file__).parent / "templates")')
+
+.PHONY: css
+css: $(VENV)/.installed
+	@command -v npm >/dev/null 2>&1 || { echo "make css needs Node.js and npm"; exit 1; }
+	npm ci --no-audit --no-fund
+	touch node_modules/.installed
+	node assets/css/build.mjs --crispy-templates "$(CRISPY_TEMPLATES)"
+
 test: $(VENV)/.installed $(MO_FILES) node_modules/.installed
 	$(BIN)/ruff check .
 	DEBUG=1 $(BIN)/mypy
