@@ -2,9 +2,11 @@
 browser (Debian's Chromium through Playwright).
 
 axe-core (package.json) runs on every patient page in every state — the
-help steps, the form empty, with errors and with a family member's error,
-the too-early page, the confirmation, the status page at each step, the
-rate-limited page and the 404 page — at phone and desktop width, and finds
+help steps, the form's first question (empty and in error), the rest of the
+form (empty, with errors and with a family member's error), the too-early
+page, the confirmation, the page of a failed CSRF check, the status page at
+each step, the rate-limited page and the 404 page — at phone and desktop
+width, and finds
 nothing serious or critical. Keyboard-only use is driven key by key: the skip
 link, the order of the fields, focus on the error summary after a failed
 submit and links from it to the fields, an accessible name for every field.
@@ -18,6 +20,7 @@ Screenshots of every state are saved under var/screenshots/a11y/.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import secrets
@@ -158,16 +161,41 @@ def practice_today() -> date:
     return datetime.now(ZoneInfo("America/New_York")).date()
 
 
+_addresses = itertools.count(1)
+
+
+def own_address(page: Page) -> None:
+    """Posts from this page come from an address of their own (X-Real-IP,
+    believed from the trusted proxy, 127.0.0.1): the other pages' posts do
+    not use up its SUBMIT_RATE_PER_ADDRESS (5/h here), nor its theirs."""
+    n = next(_addresses)
+    page.set_extra_http_headers({"X-Real-IP": f"198.51.100.{n % 250 + 1}" if n < 250 else f"192.0.2.{n % 250 + 1}"})
+
+
+def answer_visit(page: Page, visit: date) -> None:
+    """The first question of /reset/: the visit date, in its boxes; Continue."""
+    question = page.get_by_role("group", name="When was your visit?")
+    question.get_by_label("Month").fill(str(visit.month))
+    question.get_by_label("Day").fill(str(visit.day))
+    question.get_by_label("Year").fill(str(visit.year))
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_load_state()
+
+
 def fill_valid_form(page: Page, *, email: str | None = None, visit: date | None = None) -> None:
-    """The patient's part of /reset/, all valid (no family member)."""
-    visit = visit or practice_today() - timedelta(days=5)
+    """/reset/ from its first question: the visit date (five days ago
+    unless given), then, on the rest of the form, the patient's part, all
+    valid (no family member)."""
+    answer_visit(page, visit or practice_today() - timedelta(days=5))
+    heading(page, "Ask us to reset your portal access")
     values = {
         "first_name": "Ana",
         "last_name": "Example",
-        "date_of_birth": "1980-04-23",
+        "date_of_birth_month": "4",
+        "date_of_birth_day": "23",
+        "date_of_birth_year": "1980",
         "email": email or f"ana-{secrets.token_hex(5)}@example.com",
         "phone": "555-201-3344",
-        "appointment_date": visit.isoformat(),
     }
     for name, value in values.items():
         page.locator(f"[name='{name}']").fill(value)
@@ -190,11 +218,24 @@ def guide(page: Page, site: Site) -> None:
 
 def form_empty(page: Page, site: Site) -> None:
     page.goto("/reset/")
+    heading(page, "When was your visit?")
+
+
+def form_visit_error(page: Page, site: Site) -> None:
+    form_empty(page, site)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_load_state()
+    expect(page.get_by_role("alert")).to_contain_text("Enter the date of your visit")
+
+
+def form_details(page: Page, site: Site) -> None:
+    form_empty(page, site)
+    answer_visit(page, practice_today() - timedelta(days=5))
     heading(page, "Ask us to reset your portal access")
 
 
 def form_errors(page: Page, site: Site) -> None:
-    form_empty(page, site)
+    form_details(page, site)
     send(page)
     expect(page.get_by_role("alert")).to_contain_text("Please correct the following:")
 
@@ -202,16 +243,16 @@ def form_errors(page: Page, site: Site) -> None:
 def form_family_error(page: Page, site: Site) -> None:
     form_empty(page, site)
     fill_valid_form(page)
+    page.get_by_role("group", name="Does anyone else use this login?").get_by_label("Yes").check()
     page.get_by_role("group", name="Family member 1").get_by_label("First name").fill("Ilsabet")
     send(page)
-    expect(page.get_by_role("alert")).to_contain_text("Family member 1, last name")
+    expect(page.get_by_role("alert")).to_contain_text("Family member 1: Enter their last name")
     expect(page.locator("[name='first_name']")).not_to_have_attribute("aria-invalid", "true")
 
 
 def too_early(page: Page, site: Site) -> None:
     form_empty(page, site)
-    fill_valid_form(page, visit=practice_today() - timedelta(days=1))
-    send(page)
+    answer_visit(page, practice_today() - timedelta(days=1))
     heading(page, "Your invitation link may still be on its way")
 
 
@@ -220,6 +261,16 @@ def confirmation(page: Page, site: Site) -> None:
     fill_valid_form(page)
     send(page)
     heading(page, "Thank you — we have your request")
+
+
+def csrf_failure(page: Page, site: Site) -> None:
+    # An old tab: its CSRF cookie is gone by the time the form is sent.
+    form_empty(page, site)
+    fill_valid_form(page)
+    page.context.clear_cookies(name="csrftoken")
+    send(page)
+    heading(page, "Please send the form again")
+    expect(page.locator("[name='first_name']")).to_have_value("Ana")
 
 
 def status(step: str, words: str) -> Callable[[Page, Site], None]:
@@ -233,13 +284,13 @@ def status(step: str, words: str) -> Callable[[Page, Site], None]:
 
 def rate_limited(page: Page, site: Site) -> None:
     # One client address past SUBMIT_RATE_PER_ADDRESS (5/h here): five
-    # posts, then the sixth, sent from the page, is refused.
+    # posts (each answer to the first question is one), then the sixth,
+    # sent from the page, is refused.
     page.set_extra_http_headers({"X-Real-IP": f"203.0.113.{secrets.randbelow(250) + 1}"})
     for _ in range(6):
         form_empty(page, site)
-        fill_valid_form(page)
         with page.expect_response(lambda r: r.request.method == "POST") as answer:
-            send(page)
+            answer_visit(page, practice_today() - timedelta(days=5))
         if answer.value.status == 429:
             break
     assert answer.value.status == 429
@@ -255,10 +306,13 @@ def not_found(page: Page, site: Site) -> None:
 STATES: dict[str, Callable[[Page, Site], None]] = {
     "guide": guide,
     "form-empty": form_empty,
+    "form-visit-error": form_visit_error,
+    "form-details": form_details,
     "form-errors": form_errors,
     "form-family-error": form_family_error,
     "too-early": too_early,
     "confirmation": confirmation,
+    "csrf-failure": csrf_failure,
     "status-received": status("received", "Received"),
     "status-verifying": status("verifying", "Being verified"),
     "status-reset": status("reset", "Access reset"),
@@ -277,6 +331,7 @@ def test_it_finds_no_serious_accessibility_violation_at_phone_or_desktop_width(
 ) -> None:
     # axe is injected as a <script> element, which the pages' CSP refuses.
     page = new_page(viewport=PHONE, bypass_csp=True, base_url=site.url)
+    own_address(page)
     STATES[state](page, site)
     expect(page.locator("html")).to_have_attribute("lang", re.compile(r"^en(-[A-Za-z]+)?$"))
 
@@ -360,30 +415,40 @@ def test_it_lets_a_keyboard_user_reach_every_field_in_order_with_a_visible_focus
 ) -> None:
     problems = PageProblems()
     page = new_page(viewport=DESKTOP, base_url=site.url, problems=problems)
+    own_address(page)
     page.goto("/reset/")
 
-    stops = tab_stops(page)
+    # The first question: the visit date's three boxes, then Continue.
+    first = tab_stops(page)
+    names = [stop["name"] or stop["id"] or stop["text"] for stop in first if stop["inMain"] == "true"]
+    expected = ["appointment_date_month", "appointment_date_day", "appointment_date_year", "Continue"]
+    assert [n for n in names if n in expected] == expected, f"tab order in <main>: {names}"
 
-    names = [stop["name"] or stop["id"] or stop["text"] for stop in stops if stop["inMain"] == "true"]
+    answer_visit(page, practice_today() - timedelta(days=5))
+    rest = tab_stops(page)
+
+    names = [stop["name"] or stop["id"] or stop["text"] for stop in rest if stop["inMain"] == "true"]
     expected = [
         "first_name",
         "last_name",
-        "date_of_birth",
+        "date_of_birth_month",
+        "date_of_birth_day",
+        "date_of_birth_year",
         "email",
         "phone",
-        "appointment_date",
         "reason",
         "details",
-        "family-0-first_name",
-        "family-0-last_name",
-        "family-0-date_of_birth",
-        "family-add",
+        "others_use_login",
         "Send my request",
     ]
     assert [n for n in names if n in expected] == expected, f"tab order in <main>: {names}"
-    assert "website" not in names, "the bots' honeypot field takes keyboard focus"
-    unmarked = [stop for stop in stops if stop["ring"] != "true"]
-    assert not unmarked, f"focus is not visible on: {unmarked}"
+    # The family rows wait for "Yes".
+    assert not [n for n in names if n.startswith("family-")], f"tab order in <main>: {names}"
+    for stops in (first, rest):
+        names = [stop["name"] for stop in stops]
+        assert "website" not in names, "the bots' honeypot field takes keyboard focus"
+        unmarked = [stop for stop in stops if stop["ring"] != "true"]
+        assert not unmarked, f"focus is not visible on: {unmarked}"
     assert problems.messages == [], "\n".join(problems.messages)
 
 
@@ -391,16 +456,27 @@ def test_it_lets_a_keyboard_user_choose_a_reason_and_add_a_family_member(
     site: Site, new_page: Callable[..., Page]
 ) -> None:
     page = new_page(viewport=DESKTOP, base_url=site.url)
-    page.goto("/reset/")
-    page.locator("[name='appointment_date']").focus()
+    own_address(page)
+    form_details(page, site)
+    page.locator("[name='date_of_birth_year']").focus()
 
-    # From the visit date, past its month, day, year and picker, to the reasons.
+    # From the date of birth's last box, past email and phone, to the reasons.
     for _ in range(20):
         page.keyboard.press("Tab")
         if focused(page)["name"] == "reason":
             break
     page.keyboard.press("ArrowDown")
     expect(page.get_by_label("I never received the invitation email")).to_be_checked()
+    # On to "Does anyone else use this login?": Space chooses "Yes", and
+    # the first family member's row follows it.
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        if focused(page)["name"] == "others_use_login":
+            break
+    page.keyboard.press("Space")
+    expect(page.get_by_role("radio", name="Yes")).to_be_checked()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("group", name="Family member 1").get_by_label("First name")).to_be_focused()
     add = page.get_by_role("button", name="Add another family member")
     add.focus()
     page.keyboard.press("Enter")
@@ -418,7 +494,8 @@ def test_it_moves_focus_to_the_error_summary_whose_links_lead_to_the_fields(
 ) -> None:
     problems = PageProblems()  # under the real CSP
     page = new_page(viewport=DESKTOP, base_url=site.url, problems=problems)
-    page.goto("/reset/")
+    own_address(page)
+    form_details(page, site)
     page.get_by_role("group", name="About you").get_by_label("First name").focus()
 
     page.keyboard.press("Enter")  # sends the empty form, as Enter in a field does
@@ -428,7 +505,16 @@ def test_it_moves_focus_to_the_error_summary_whose_links_lead_to_the_fields(
     expect(summary).to_be_focused()
     expect(page).to_have_title(re.compile(r"^Error:"))
     links = summary.get_by_role("link")
-    expect(links).to_have_count(7)
+    expect(links).to_have_text(
+        [
+            "Enter your first name",
+            "Enter your last name",
+            "Enter your date of birth",
+            "Enter your email address",
+            "Enter your phone number",
+            "Choose what went wrong",
+        ]
+    )
     for i in range(links.count()):
         link = links.nth(i)
         href = link.get_attribute("href") or ""
@@ -437,22 +523,22 @@ def test_it_moves_focus_to_the_error_summary_whose_links_lead_to_the_fields(
         expect(field).to_have_count(1)
         assert field.evaluate("el => el.matches('input, select, textarea')"), f"{href} is not a form field"
         expect(field).to_have_attribute("aria-invalid", "true")
-        # "Phone number: This field is required." names the field, then its
-        # error, which a screen reader reads out with the field (or with the
-        # group of radio buttons the field is the first of).
-        text = link.inner_text()
-        parts = re.fullmatch(r"(?P<label>.+?[:?])\s+(?P<error>.+)", text, re.DOTALL)
-        assert parts, f"the error summary link {text!r} does not name its field"
+        # The link says what to do ("Enter your phone number"), the same
+        # message a screen reader reads out with the field, or with the
+        # group it is the first input of (a date's boxes, radio buttons).
         target = field
-        if field.get_attribute("type") == "radio":
+        if field.get_attribute("type") == "radio" or (field.get_attribute("name") or "").endswith("_month"):
             target = field.locator("xpath=ancestor::fieldset[1]")
-        expect(target).to_have_accessible_name(parts["label"].removesuffix(":"))
-        expect(target).to_have_accessible_description(re.compile(re.escape(parts["error"])))
+        expect(target).to_have_accessible_name(re.compile(r"\w"))
+        expect(target).to_have_accessible_description(re.compile(re.escape(link.inner_text())))
 
     links.first.focus()
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"#id_first_name$"))
+    expect(page.locator("#id_first_name")).to_be_focused()
     expect(page.locator("#id_first_name")).to_be_in_viewport()
+    links.nth(2).click()
+    expect(page.locator("#id_date_of_birth_month")).to_be_focused()
     assert problems.messages == [], "\n".join(problems.messages)
 
 
@@ -461,6 +547,7 @@ def test_it_gives_every_field_an_accessible_name_and_hides_the_honeypot(
 ) -> None:
     problems = PageProblems()  # under the real CSP
     page = new_page(viewport=DESKTOP, base_url=site.url, problems=problems)
+    own_address(page)
     form_family_error(page, site)
     page.get_by_role("button", name="Add another family member").click()
 
@@ -478,14 +565,18 @@ def test_it_gives_every_field_an_accessible_name_and_hides_the_honeypot(
         "first_name": "First name",
         "email": "Email address the portal invitation was sent to",
         "phone": "Phone number",
-        "appointment_date": "Date of your visit",
-        "family-1-date_of_birth": "Date of birth",
+        "date_of_birth_month": "Month",
+        "family-1-date_of_birth_year": "Year",
     }
     for name, label in labelled.items():
         expect(page.locator(f"[name='{name}']")).to_have_accessible_name(label)
+    # A date is a group named by its legend, described by its hint (and error).
+    born = page.locator("#div_id_date_of_birth fieldset")
+    expect(born).to_have_accessible_name("Date of birth")
+    expect(born).to_have_accessible_description(re.compile("For example, 4 23 1980"))
     expect(page.locator("[name='phone']")).to_have_accessible_description(re.compile("call or text this number"))
     expect(page.locator("[name='family-0-last_name']")).to_have_accessible_description(
-        re.compile("This field is required")
+        re.compile("Enter their last name")
     )
     # Bots fill it in; people, screen readers and the Tab key never meet it.
     expect(page.locator("[name='website']")).to_be_hidden()

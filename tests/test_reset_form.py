@@ -54,24 +54,44 @@ def assert_accepted(response: Any) -> ResetRequest:
 # --- The page ------------------------------------------------------------------
 
 
+def visit_answered(client: Any, visit: str = "2026-06-10") -> str:
+    """The rest of the form, as the date step serves it for ``visit``."""
+    response = client.post("/reset/", {"appointment_date": visit})
+    assert response.status_code == 200
+    return response.content.decode()
+
+
 def test_it_shows_the_form_with_the_field_names_of_the_spec(client):
+    # Eligibility first: GET asks for the visit date alone (as month, day
+    # and year boxes) and carries every hidden value a one-step POST needs;
+    # the rest of the form comes once the date is past the window.
     response = client.get("/reset/")
 
     assert response.status_code == 200
     html = response.content.decode()
-    for name in [*REQUIRED, "details", "family-TOTAL_FORMS", "family-INITIAL_FORMS"]:
+    for name in ["appointment_date_month", "appointment_date_day", "appointment_date_year"]:
         assert f'name="{name}"' in html
+    for name in ["csrfmiddlewaretoken", "form_started", "family-TOTAL_FORMS", "family-INITIAL_FORMS"]:
+        assert f'name="{name}"' in html
+    assert 'name="first_name"' not in html
+
+    html = visit_answered(client)
+    names = [*REQUIRED, "details", "family-TOTAL_FORMS", "family-INITIAL_FORMS"]
+    names += ["date_of_birth_month", "date_of_birth_day", "date_of_birth_year"]
+    for name in [n for n in names if n != "date_of_birth"]:
+        assert f'name="{name}"' in html
+    assert '<input type="hidden" name="appointment_date" value="2026-06-10">' in html
 
 
 def test_it_shows_what_was_typed_and_the_errors_after_the_empty_form_was_served(client, submit):
-    client.get("/reset/")  # the empty form, now kept rendered
+    visit_answered(client)  # the empty rest of the form, now kept rendered
 
     response = submit(valid_form_data(first_name="Zelda", email="not an address"))
 
     assert response.status_code == 200
     html = response.content.decode()
     assert 'value="Zelda"' in html
-    assert "Enter a valid email address." in html
+    assert "Enter an email address in the correct format, like name@example.com" in html
     assert ResetRequest.objects.count() == 0
 
 

@@ -1,7 +1,14 @@
 /*
- * Family members on the reset-request form: "Add another family member"
- * copies <template id="family-empty-form"> (Django's formset empty_form) as
- * the next row, up to 5, and keeps family-TOTAL_FORMS in step.
+ * Family members on the reset-request form.
+ *
+ * "Does anyone else use this login?": the rows show only after "Yes". The
+ * server renders them hidden until then; site.css shows them without script
+ * where the browser has :has(); here it is done for every browser, with the
+ * hidden attribute.
+ *
+ * "Add another family member" copies <template id="family-empty-form">
+ * (Django's formset empty_form) as the next row, up to 5, and keeps
+ * family-TOTAL_FORMS in step.
  *
  * The page works without this script: the server renders one blank row and
  * the button stays hidden. Blank rows are ignored by the formset, so there is
@@ -13,7 +20,26 @@
   var PREFIX = "family";
   var HARD_MAX = 5;
 
-  function init() {
+  function initQuestion() {
+    var section = document.getElementById("family-section");
+    var yes = document.querySelector("input[name='others_use_login'][value='yes']");
+    var no = document.querySelector("input[name='others_use_login'][value='no']");
+    if (!section || !yes || !no) {
+      return;
+    }
+    // Shown by the server after a POST whose rows had something to say.
+    var open = !section.hidden;
+
+    function refresh() {
+      section.hidden = no.checked || (!yes.checked && !open);
+    }
+
+    yes.addEventListener("change", refresh);
+    no.addEventListener("change", refresh);
+    refresh();
+  }
+
+  function initRows() {
     var template = document.getElementById("family-empty-form");
     var rows = document.getElementById("family-forms");
     var button = document.getElementById("family-add");
@@ -62,6 +88,11 @@
     });
 
     refresh();
+  }
+
+  function init() {
+    initQuestion();
+    initRows();
   }
 
   if (document.readyState === "loading") {
