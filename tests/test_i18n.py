@@ -118,8 +118,21 @@ def test_it_shows_the_guide_in_english_when_the_browser_names_no_language_we_hav
     assert_in_english(response, GUIDE_IN_ENGLISH)
 
 
-def test_it_shows_the_form_in_spanish_with_the_reasons_in_spanish(client):
+def visit_date_step(client: Any, **headers: str) -> Any:
+    """The form's first question answered: a visit past the 48 hours."""
+    return client.post("/reset/", {"appointment_date": valid_form_data()["appointment_date"]}, **headers)
+
+
+def test_it_asks_the_first_question_of_the_form_in_spanish(client):
     response = client.get("/reset/", **SPANISH)
+
+    assert response.status_code == 200
+    assert_in_spanish(response, "¿Cuándo fue su consulta?", "Mes", "Día", "Año", "Continuar")
+
+
+@pytest.mark.django_db
+def test_it_shows_the_rest_of_the_form_in_spanish_with_the_reasons_in_spanish(client):
+    response = visit_date_step(client, **SPANISH)
 
     assert response.status_code == 200
     assert_in_spanish(
@@ -132,11 +145,12 @@ def test_it_shows_the_form_in_spanish_with_the_reasons_in_spanish(client):
     )
 
 
+@pytest.mark.django_db
 def test_it_serves_each_language_its_own_copy_of_the_empty_form(client):
-    # The empty form is rendered once per language and process, then reused.
-    spanish_first = client.get("/reset/", **SPANISH).content.decode()
-    english = client.get("/reset/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    spanish_again = client.get("/reset/", **SPANISH).content.decode()
+    # The empty rest of the form is rendered once per language and process, then reused.
+    spanish_first = visit_date_step(client, **SPANISH).content.decode()
+    english = visit_date_step(client, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    spanish_again = visit_date_step(client, **SPANISH).content.decode()
 
     assert "Fecha de nacimiento" in spanish_first and "Fecha de nacimiento" in spanish_again
     assert "Date of birth" in english and "Fecha de nacimiento" not in english
@@ -145,14 +159,15 @@ def test_it_serves_each_language_its_own_copy_of_the_empty_form(client):
 
 @pytest.mark.django_db
 def test_it_shows_the_form_errors_in_spanish(client):
-    response = client.post("/reset/", {"email": "not an address"}, **SPANISH)
+    data = {"appointment_date": valid_form_data()["appointment_date"], "email": "not an address"}
+    response = client.post("/reset/", data, **SPANISH)
 
     assert response.status_code == 200
     assert_in_spanish(
         response,
         "Por favor, corrija lo siguiente:",
-        "Este campo es obligatorio.",  # Django's own catalog
-        "Introduzca una dirección de correo electrónico válida.",
+        "Escriba su nombre",
+        "Escriba una dirección de correo electrónico con el formato correcto, como nombre@ejemplo.com",
     )
     assert ResetRequest.objects.count() == 0
 
@@ -242,7 +257,7 @@ def test_it_switches_to_spanish_and_stays_there(client):
     assert switched.status_code == 303
     assert switched["Location"] == "/reset/"
     # Kept: the next pages are Spanish although the browser asks for English.
-    assert_in_spanish(client.get("/reset/", **ENGLISH), "Enviar mi solicitud")
+    assert_in_spanish(client.get("/reset/", **ENGLISH), "¿Cuándo fue su consulta?", "Continuar")
     assert_in_spanish(client.get("/", **ENGLISH), "¿No puede entrar a su portal del paciente?")
 
 

@@ -45,7 +45,10 @@ def html_part(message: Any) -> str:
 
 def everything(message: Any) -> str:
     parsed = sent(message)
-    chunks = [f"{name}: {value}" for name, value in parsed.items() if name.lower() != "content-type"]
+    # Every header but the generated ones (a Message-ID's timestamp or the
+    # Date may contain "1975" by chance; neither carries the patient's data).
+    generated = ("content-type", "message-id", "date")
+    chunks = [f"{name}: {value}" for name, value in parsed.items() if name.lower() not in generated]
     chunks += [part.get_content() for part in parsed.walk() if not part.is_multipart()]
     return re.sub(r"/status/[^/\s\"'<>]+/", "/status/TOKEN/", "\n".join(chunks))
 
