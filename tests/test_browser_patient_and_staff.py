@@ -80,10 +80,10 @@ def practice_today() -> date:
     return datetime.now(ZoneInfo("America/New_York")).date()
 
 
-def us_date_keys(value: date) -> str:
-    """What a person types into Chromium's date field in an en-US browser
-    (month, day, year; each part moves on to the next by itself)."""
-    return value.strftime("%m%d%Y")
+def type_date(page: Page, group: Locator, value: date) -> None:
+    """A memorable date into its month, day and year boxes, as a person types it."""
+    for label, part in (("Month", value.month), ("Day", value.day), ("Year", value.year)):
+        type_into(page, group.get_by_label(label, exact=True), str(part))
 
 
 def type_into(page: Page, field: Locator, text: str) -> None:
@@ -118,29 +118,35 @@ def test_it_takes_a_patient_from_the_help_steps_to_a_reset_access_with_staff_in_
     # This patient knows the window has passed: the start page's direct way.
     patient.get_by_role("link", name=re.compile("more than 48 hours since my visit")).click()
     expect(patient).to_have_url(f"{stack.site_url}/reset/")
+    expect(patient.get_by_role("heading", level=1)).to_have_text("When was your visit?")
+    screenshots_at_both_widths(patient, shots, "02 form first question")
+
+    # --- The form asks the visit date first, then the rest on one page.
+    type_date(patient, patient.get_by_role("group", name="When was your visit?"), visit)
+    patient.get_by_role("button", name="Continue").click()
     expect(patient.get_by_role("heading", level=1)).to_have_text("Ask us to reset your portal access")
     screenshots_at_both_widths(patient, shots, "02 form empty")
 
-    # --- Fills in the form, mouse and keyboard, and names two family members.
+    # --- Fills in the rest, mouse and keyboard, and names two family members.
     about_you = patient.get_by_role("group", name="About you")
     type_into(patient, about_you.get_by_label("First name"), form["first_name"])
     patient.keyboard.press("Tab")
     patient.keyboard.type(form["last_name"])
-    type_into(patient, about_you.get_by_label("Date of birth"), us_date_keys(date(1979, 11, 7)))
+    type_date(patient, about_you.get_by_role("group", name="Date of birth"), date(1979, 11, 7))
     reach = patient.get_by_role("group", name="How we reach you")
     type_into(patient, reach.get_by_label("Email address the portal invitation was sent to"), form["email"])
     patient.keyboard.press("Tab")
     patient.keyboard.type(form["phone"])
-    your_visit = patient.get_by_role("group", name="Your visit")
-    type_into(patient, your_visit.get_by_label("Date of your visit"), us_date_keys(visit))
-    your_visit.get_by_label("The invitation link expired").check()
-    type_into(patient, your_visit.get_by_label("Anything else we should know?"), "My daughter uses it too.")
+    patient.get_by_label("The invitation link expired").check()
+    type_into(patient, patient.get_by_label("Anything else we should know?"), "My daughter uses it too.")
 
+    others = patient.get_by_role("group", name="Does anyone else use this login?")
+    others.get_by_label("Yes").check()
     first_member = patient.get_by_role("group", name="Family member 1")
     type_into(patient, first_member.get_by_label("First name"), "Ilsabet")
     patient.keyboard.press("Tab")
     patient.keyboard.type("Quillfeather")
-    type_into(patient, first_member.get_by_label("Date of birth"), us_date_keys(date(2012, 5, 30)))
+    type_date(patient, first_member.get_by_role("group", name="Date of birth"), date(2012, 5, 30))
     patient.get_by_role("button", name="Add another family member").click()
     second_member = patient.get_by_role("group", name="Family member 2")
     expect(second_member.get_by_label("First name")).to_be_focused()
@@ -148,17 +154,19 @@ def test_it_takes_a_patient_from_the_help_steps_to_a_reset_access_with_staff_in_
     patient.keyboard.type("Orrin")
     patient.keyboard.press("Tab")
     patient.keyboard.type("Quillfeather")
-    type_into(patient, second_member.get_by_label("Date of birth"), us_date_keys(date(1977, 2, 14)))
+    type_date(patient, second_member.get_by_role("group", name="Date of birth"), date(1977, 2, 14))
 
     for name, value in (
         ("first_name", form["first_name"]),
-        ("date_of_birth", form["date_of_birth"]),
+        ("date_of_birth_year", "1979"),
         ("appointment_date", form["appointment_date"]),
-        ("family-0-date_of_birth", "2012-05-30"),
+        ("family-0-date_of_birth_day", "30"),
         ("family-1-first_name", "Orrin"),
-        ("family-1-date_of_birth", "1977-02-14"),
+        ("family-1-date_of_birth_month", "2"),
     ):
         expect(patient.locator(f"[name='{name}']")).to_have_value(value)
+    # The address is shown back before sending: the costliest typo.
+    expect(patient.get_by_role("main")).to_contain_text(form["email"])
     screenshots_at_both_widths(patient, shots, "03 form filled in")
     patient.get_by_role("button", name="Send my request").click()
 
