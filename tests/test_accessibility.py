@@ -48,9 +48,8 @@ from .support.chromium import (  # noqa: E402
     describe_violations,
     screenshot_folder,
 )
-from .support.http_client import Browser as HttpClient  # noqa: E402
-from .support.polling import free_port, wait_for  # noqa: E402
-from .support.processes import BIN, ManagedProcess, production_env, run_manage  # noqa: E402
+from .support.polling import free_port  # noqa: E402
+from .support.processes import production_env, run_manage, serving_gunicorn  # noqa: E402
 
 pytest_plugins = ["tests.support.chromium"]
 
@@ -121,31 +120,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     output = run_manage("shell", "-c", SETUP, env=env).stdout
     match = re.search(r"^STATUS_URLS=(.*)$", output, re.MULTILINE)
     assert match, f"the setup printed no status links:\n{output}"
-    web = ManagedProcess(
-        "gunicorn",
-        [
-            str(BIN / "gunicorn"), "portal_reset.wsgi:application",
-            "--bind", f"127.0.0.1:{port}",
-            "--workers", "1", "--worker-class", "gthread", "--threads", "4",
-            "--timeout", "30", "--graceful-timeout", "2",
-        ],
-        env=env,
-        log_path=root / "gunicorn.log",
-    )  # fmt: skip
-
-    def answers() -> bool:
-        if not web.alive():
-            raise AssertionError(f"gunicorn exited\n{web.tail()}")
-        try:
-            return HttpClient(url, timeout=3).get("/").status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(answers, timeout=40, what="gunicorn to serve /", interval=0.1, diagnostics=web.tail)
+    with serving_gunicorn(env=env, root=root, port=port):
         yield Site(url=url, status_urls=json.loads(match[1]))
-    finally:
-        web.stop(grace=3)
 
 
 @pytest.fixture(scope="module")

@@ -254,9 +254,7 @@ def test_it_offers_both_ways_to_set_up_access(client):
 def test_it_tells_when_the_invitation_comes_from_whom_and_where_to_look(client):
     text = text_of(get(client, "/help/invitation-email/"))
     assert "after your visit, once your provider has signed the visit notes" in text
-    assert (
-        "We send the invitation through the portal, so the email comes from Patient Fusion on our behalf." in text
-    )
+    assert "We send the invitation through the portal, so the email comes from Patient Fusion on our behalf." in text
     assert "Spam or Junk" in text
     assert "Promotions, Social and Primary tabs" in text
     assert "within 48 hours" in text

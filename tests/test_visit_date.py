@@ -4,11 +4,10 @@ date without overflowing, in any practice time zone."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import re
 
 import pytest
 from django.core import mail

@@ -52,8 +52,8 @@ import pytest
 
 from . import REPO
 from .http_client import Browser as HttpClient
-from .polling import free_port, wait_for
-from .processes import BIN, ManagedProcess, production_env
+from .polling import free_port
+from .processes import production_env, serving_gunicorn
 from .requirements import service_missing
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -529,33 +529,8 @@ def serve_patient_site(root: Path) -> Iterator[PatientSite]:
             f"setting up the site failed (exit status {setup.returncode})\n"
             f"--- stdout ---\n{setup.stdout[-4000:]}\n--- stderr ---\n{setup.stderr[-4000:]}"
         )
-    server = ManagedProcess(
-        "gunicorn",
-        [
-            str(BIN / "gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            "portal_reset.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        env=env,
-        log_path=root / "gunicorn.log",
-    )
-
-    def answers() -> bool:
-        if not server.alive():
-            raise AssertionError(f"gunicorn exited\n{server.tail()}")
-        try:
-            return HttpClient(url, timeout=3).get("/healthz").status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(answers, timeout=40, what="gunicorn to answer /healthz", interval=0.1, diagnostics=server.tail)
+    with serving_gunicorn(env=env, root=root, port=port, config=True, probe="/healthz"):
         yield PatientSite(url=url, status_path=json.loads(match[1])["status_path"])
-    finally:
-        server.stop(grace=3)
 
 
 @pytest.fixture(scope="module")

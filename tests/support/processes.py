@@ -10,11 +10,14 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from . import REPO
+from .http_client import Browser as HttpClient
+from .polling import wait_for
 
 BIN = Path(sys.executable).parent  # the venv's bin/: celery, gunicorn
 MANAGE = REPO / "manage.py"
@@ -145,3 +148,39 @@ def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subproc
             pytrace=False,
         )
     return result
+
+
+@contextlib.contextmanager
+def serving_gunicorn(
+    *, env: dict[str, str], root: Path, port: int, config: bool = False, probe: str = "/"
+) -> Iterator[str]:
+    """gunicorn serving the app on 127.0.0.1:``port`` with ``env`` — one
+    worker with four threads, or the app's own gunicorn.conf.py with
+    ``config`` — until it answers ``probe``; yields its base URL and stops
+    it on the way out. Its log is ``root``/gunicorn.log."""
+    url = f"http://127.0.0.1:{port}"
+    if config:
+        options = ["-c", "gunicorn.conf.py"]
+    else:
+        options = ["--workers", "1", "--worker-class", "gthread", "--threads", "4"]
+        options += ["--timeout", "30", "--graceful-timeout", "2"]
+    web = ManagedProcess(
+        "gunicorn",
+        [str(BIN / "gunicorn"), *options, "portal_reset.wsgi:application", "--bind", f"127.0.0.1:{port}"],
+        env=env,
+        log_path=root / "gunicorn.log",
+    )
+
+    def answers() -> bool:
+        if not web.alive():
+            raise AssertionError(f"gunicorn exited\n{web.tail()}")
+        try:
+            return HttpClient(url, timeout=3).get(probe).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, timeout=40, what=f"gunicorn to answer {probe}", interval=0.1, diagnostics=web.tail)
+        yield url
+    finally:
+        web.stop(grace=3)
