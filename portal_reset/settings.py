@@ -266,6 +266,21 @@ try:
 except (ZoneInfoNotFoundError, ValueError) as exc:
     raise ImproperlyConfigured(f"PRACTICE_TIME_ZONE {PRACTICE_TIME_ZONE!r} is not a known time zone.") from exc
 TIME_ZONE = PRACTICE_TIME_ZONE
+# The working hours the due clock and the patients' promise count in (in
+# PRACTICE_TIME_ZONE), and the days off on top of them: kept as written,
+# checked here so that a bad entry stops start-up, naming it.
+PRACTICE_HOURS = env.str("PRACTICE_HOURS", default="") or "Mon-Fri 08:00-17:00"
+PRACTICE_CLOSED_DATES = env.str("PRACTICE_CLOSED_DATES", default="")
+
+
+def _check_working_hours() -> None:
+    from requests_app.working_hours import parse_closed_dates, parse_practice_hours  # no Django app is loaded
+
+    parse_practice_hours(PRACTICE_HOURS)
+    parse_closed_dates(PRACTICE_CLOSED_DATES)
+
+
+_check_working_hours()
 
 PORTAL_NAME = env.str("PORTAL_NAME", default="Patient Fusion")
 PORTAL_LOGIN_URL = env.str("PORTAL_LOGIN_URL", default="https://www.patientfusion.com/")

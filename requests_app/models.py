@@ -121,9 +121,14 @@ class ResetRequest(models.Model):
     details = models.TextField(max_length=1000, blank=True)
 
     submitted_at = models.DateTimeField()
-    # Submission + RESET_SLA_HOURS, pushed back by the time spent waiting.
+    # RESET_SLA_HOURS of working time (PRACTICE_HOURS) after submission,
+    # pushed back by the time spent waiting.
     due_at = models.DateTimeField()
     waiting_since = models.DateTimeField(null=True, blank=True)
+    # While waiting on the patient: the working time still owed when the
+    # wait began (negative if already overdue by that much). The due clock
+    # resumes from it when the request leaves waiting.
+    due_owed = models.DurationField(null=True, blank=True, editable=False)
     ended_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

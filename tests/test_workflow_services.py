@@ -238,12 +238,15 @@ def test_it_refuses_an_identity_check_on_an_ended_request(staff_user, traits):
 # --- The due clock ------------------------------------------------------------------------
 
 
-def test_it_sets_the_due_time_reset_sla_hours_after_submission(submit, form_data, settings):
+def test_it_sets_the_due_time_reset_sla_working_hours_after_submission(submit, form_data, settings):
     settings.RESET_SLA_HOURS = 8
+    settings.PRACTICE_HOURS = "Mon-Fri 08:00-17:00"
+    settings.PRACTICE_TIME_ZONE = "America/New_York"
 
     submit(form_data())
 
-    assert ResetRequest.objects.get().due_at == NOW + timedelta(hours=8)
+    # NOW is Monday 10:00 in New York: 7 working hours that day, 1 on Tuesday.
+    assert ResetRequest.objects.get().due_at == datetime(2026, 6, 16, 13, 0, tzinfo=UTC)
 
 
 def test_it_pauses_the_due_clock_while_waiting_on_the_patient(staff_user, time_machine):

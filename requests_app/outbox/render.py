@@ -23,6 +23,7 @@ from django.utils import translation
 from ..models import HeldSubmission, OutboundEmail
 from ..phones import phone_display, phone_href
 from ..selectors import resets_overdue
+from ..working_hours import due_after
 
 # The digest lists the most overdue requests; its count covers them all.
 DIGEST_MAX_LISTED = 200
@@ -64,6 +65,9 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
                 "reason": reset.get_reason_display(),
                 "outcome": reset.outcome,
                 "close_reason": reset.close_reason,
+                # What the acknowledgment promises: RESET_SLA_HOURS of working
+                # time from when the email is written.
+                "reply_by": due_after(),
             }
         )
     elif outbound.kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -14,6 +14,7 @@ from django.views.decorators.debug import sensitive_variables
 from ..models import FamilyMember, OutboundEmail, RequestEvent, ResetRequest, Status
 from ..outbox.queue import email_queue_many
 from ..references import new_reference
+from ..working_hours import due_after
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _submit_once(submission: Submission, reference: str) -> SubmitResult:
         details=submission.details,
         language=_patient_language(submission.language),
         submitted_at=now,
-        due_at=now + timedelta(hours=settings.RESET_SLA_HOURS),
+        due_at=due_after(now),
     )
     FamilyMember.objects.bulk_create(
         FamilyMember(reset=reset, first_name=first, last_name=last, date_of_birth=dob)

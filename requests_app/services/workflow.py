@@ -23,6 +23,7 @@ from ..exceptions import ConcurrentChange, IdentityNotVerified, TransitionNotAll
 from ..formatting import person_name, status_label
 from ..models import MOVES, Action, CloseReason, OutboundEmail, RequestEvent, ResetRequest, Status
 from ..outbox.queue import email_queue
+from ..working_hours import add_working_hours, working_time_between
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -77,11 +78,18 @@ def _move(
     changes["is_open"] = to_status in ResetRequest.OPEN_STATUSES
     changes["updated_at"] = now
     if current == Status.WAITING and reset.waiting_since is not None:
-        # The due clock does not run while the request waits on the patient.
-        changes["due_at"] = reset.due_at + (now - reset.waiting_since)
+        # The due clock does not run while the request waits on the patient:
+        # it resumes with the working time owed when the wait began (worked
+        # out from the due time for a request set waiting before that was kept).
+        owed = reset.due_owed
+        if owed is None:
+            owed = working_time_between(reset.waiting_since, reset.due_at)
+        changes["due_at"] = add_working_hours(now, owed)
         changes["waiting_since"] = None
+        changes["due_owed"] = None
     if to_status == Status.WAITING:
         changes["waiting_since"] = now
+        changes["due_owed"] = working_time_between(now, reset.due_at)
     if not changes["is_open"]:
         changes["ended_at"] = now
     with transaction.atomic():

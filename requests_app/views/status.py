@@ -18,6 +18,7 @@ from ..exceptions import WorkflowError
 from ..models import ResetRequest
 from ..references import is_reference
 from ..services.workflow import reset_withdraw
+from ..working_hours import due_after
 
 
 @require_safe
@@ -32,7 +33,9 @@ def submitted(request: HttpRequest, reference: str) -> HttpResponse:
     return render(
         request,
         "requests_app/submitted.html",
-        {"reference": reference, "sla_hours": settings.RESET_SLA_HOURS},
+        # When to expect the reset: RESET_SLA_HOURS of the practice's working
+        # time from now, worked out as the page is shown.
+        {"reference": reference, "sla_hours": settings.RESET_SLA_HOURS, "reply_by": due_after()},
     )
 
 
