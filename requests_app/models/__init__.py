@@ -1,0 +1,47 @@
+"""Reset requests, their timeline and their outbox.
+
+The model knows which status moves there are (``MOVES``, keyed by the staff
+action that makes each); ``services.workflow`` is the only code that makes
+them.
+"""
+
+from ..references import new_status_secret
+from .audit import ExportRecord
+from .intake import HeldSubmission, HelpFeedback
+from .outbox import PATIENT_EMAIL_KINDS, OutboundEmail
+from .reset_request import (
+    MOVES,
+    OPEN_STATUSES,
+    Action,
+    CloseReason,
+    FamilyMember,
+    Move,
+    Outcome,
+    Reason,
+    ResetRequest,
+    Status,
+)
+from .timeline import AppendOnlyError, RequestEvent, RequestEventQuerySet
+
+__all__ = [
+    "MOVES",
+    "OPEN_STATUSES",
+    "PATIENT_EMAIL_KINDS",
+    "Action",
+    "AppendOnlyError",
+    "CloseReason",
+    "ExportRecord",
+    "FamilyMember",
+    "HeldSubmission",
+    "HelpFeedback",
+    "Move",
+    "OutboundEmail",
+    "Outcome",
+    "Reason",
+    "RequestEvent",
+    "RequestEventQuerySet",
+    "ResetRequest",
+    "Status",
+    # Named by migration 0001 as the status secret's default.
+    "new_status_secret",
+]
