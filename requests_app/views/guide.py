@@ -20,7 +20,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
-from django_ratelimit.core import is_ratelimited
 
 from portal_reset.client_address import client_ip
 
@@ -28,6 +27,7 @@ from .. import guide_tree
 from ..guide_tree import Step, fill
 from ..models import HelpFeedback
 from ..practice_time import practice_today
+from ..rate_limits import over_rate_limit
 
 logger = logging.getLogger(__name__)
 
@@ -88,22 +88,6 @@ def help_step(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "requests_app/help/step.html", context)
 
 
-def _over_rate_limit(request: HttpRequest) -> bool:
-    """Count one answer against the client's address. Fails open: with the
-    cache down the answer is counted rather than answered with a 500."""
-    try:
-        return is_ratelimited(
-            request,
-            group="help-feedback",
-            key=lambda _group, _request: client_ip(request),
-            rate=FEEDBACK_RATE,
-            increment=True,
-        )
-    except Exception as exc:  # the cache backend's own errors (redis.ConnectionError …)
-        logger.warning("rate limit help-feedback not checked, the cache is unavailable: %s", type(exc).__name__)
-        return False
-
-
 # No CSRF token in the form: the step pages stay the same for everyone and
 # set no cookie. What a forged POST could do is add one to a count, which
 # the per-address limit bounds.
@@ -117,7 +101,7 @@ def help_feedback(request: HttpRequest, slug: str) -> HttpResponse:
     answer = request.POST.get("answer", "")
     if step is None or not step.is_end or answer not in HelpFeedback.Answer.values:
         return render(request, "requests_app/help/bad_feedback.html", status=400)
-    if _over_rate_limit(request):
+    if over_rate_limit(request, group="help-feedback", key=client_ip(request), rate=FEEDBACK_RATE):
         logger.info("help feedback over the per-address limit, not counted")
     else:
         HelpFeedback.record(step=slug, answer=answer, day=practice_today())

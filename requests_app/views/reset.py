@@ -14,7 +14,6 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
-from django_ratelimit.core import is_ratelimited
 
 from portal_reset.client_address import client_ip
 
@@ -34,6 +33,7 @@ from ..forms import (
 )
 from ..models import HeldSubmission
 from ..practice_time import access_window_ends
+from ..rate_limits import over_rate_limit
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +49,6 @@ def _held_because(form: ResetRequestForm, timing: Timing) -> str | None:
     if timing is Timing.MISSING:
         return HeldSubmission.Why.NO_TIMING
     return None
-
-
-def _over_rate_limit(request: HttpRequest, *, group: str, key: str, rate: str) -> bool:
-    """Count one submission against ``key`` in the shared cache.
-
-    Fails open: with the cache (Redis) down a patient's request is still
-    taken — the outbox keeps its emails until the broker is back — rather
-    than answered with a 500. The limit is a guard, not a gate."""
-    try:
-        return is_ratelimited(request, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
-    except Exception as exc:  # the cache backend's own errors (redis.ConnectionError …)
-        logger.warning("rate limit %s not checked, the cache is unavailable: %s", group, type(exc).__name__)
-        return False
 
 
 def _confirmation(reference: str) -> HttpResponse:
@@ -139,7 +126,7 @@ def reset_request(request: HttpRequest) -> HttpResponse:
     the window shows what to do instead and stores nothing."""
     if request.method != "POST":
         return render(request, "requests_app/reset_visit.html", visit_page_context(VisitDateForm()))
-    if _over_rate_limit(request, group="reset-address", key=client_ip(request), rate=settings.SUBMIT_RATE_PER_ADDRESS):
+    if over_rate_limit(request, group="reset-address", key=client_ip(request), rate=settings.SUBMIT_RATE_PER_ADDRESS):
         return _rate_limited(request)
     if is_date_step(request.POST):
         return _date_step(request)
@@ -195,6 +182,6 @@ def _file(request: HttpRequest, form: ResetRequestForm, family: BaseFamilyFormSe
     # nothing, or are held, cannot use up a patient's quota.
     # An address's +tag (and Gmail's dotted) spellings count as one.
     limit_key = rate_limit_key(submission.email)
-    if _over_rate_limit(request, group="reset-email", key=limit_key, rate=settings.SUBMIT_RATE_PER_EMAIL):
+    if over_rate_limit(request, group="reset-email", key=limit_key, rate=settings.SUBMIT_RATE_PER_EMAIL):
         return _confirmation(services.reset_submit_past_email_limit(submission=submission))
     return _confirmation(services.reset_submit(submission=submission).reset.reference)
