@@ -13,10 +13,11 @@ from django.http import HttpRequest
 
 from ..formatting import format_when, person_name
 from ..models import ExportRecord
+from .read_only import ReadOnlyAdmin
 
 
 @admin.register(ExportRecord)
-class ExportRecordAdmin(admin.ModelAdmin):
+class ExportRecordAdmin(ReadOnlyAdmin):
     list_display = ("when", "who", "rows", "filter")
     list_display_links = ("when",)
     list_select_related = ("exported_by",)
@@ -36,17 +37,6 @@ class ExportRecordAdmin(admin.ModelAdmin):
     @admin.display(description="Filter (the list's query string)")
     def filter(self, obj: ExportRecord) -> str:
         return obj.query or "(the whole list)"
-
-    # --- An audit record is never added, changed or deleted by hand.
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Only the view permission (the admin would also take the change

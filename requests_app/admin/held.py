@@ -22,10 +22,11 @@ from ..formatting import format_when
 from ..models import HeldSubmission
 from .action_pages import acting_user
 from .queue import BULK_LIMIT
+from .read_only import ReadOnlyAdmin
 
 
 @admin.register(HeldSubmission)
-class HeldSubmissionAdmin(admin.ModelAdmin):
+class HeldSubmissionAdmin(ReadOnlyAdmin):
     list_display = ("received", "why", "patient", "email", "reference")
     list_filter = ("why",)
     list_per_page = 100
@@ -51,17 +52,8 @@ class HeldSubmissionAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
-    # Nobody adds or edits one; deleting is the "delete as spam" action,
-    # which names what it deletes and asks first.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+    # Deleting is the "delete as spam" action, which names what it deletes
+    # and asks first; releasing and deleting need the change permission.
     def has_release_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("requests_app.change_heldsubmission")
 

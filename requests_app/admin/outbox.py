@@ -18,10 +18,11 @@ from ..references import reference_q
 from .action_pages import acting_user
 from .paginator import CappedCountPaginator
 from .queue import BULK_LIMIT
+from .read_only import ReadOnlyAdmin
 
 
 @admin.register(OutboundEmail)
-class OutboundEmailAdmin(admin.ModelAdmin):
+class OutboundEmailAdmin(ReadOnlyAdmin):
     list_display = ("queued", "kind", "to", "request_reference", "state", "attempts", "last_error", "sent")
     list_filter = ("state", "kind")
     list_select_related = ("reset",)
@@ -49,15 +50,6 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         "sent_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_send_again_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("requests_app.change_resetrequest")
