@@ -424,10 +424,16 @@ def test_it_refuses_to_take_a_request_someone_else_took_meanwhile(staff_client, 
 # --- Bulk actions on the list --------------------------------------------------------
 
 
-def run_action(client: Client, action: str, *requests: ResetRequest) -> Any:
+def run_action(client: Client, action: str, *requests: ResetRequest, **extra: str) -> Any:
     return client.post(
         "/admin/requests_app/resetrequest/",
-        {"action": action, "_selected_action": [rr.pk for rr in requests], "index": "0", "select_across": "0"},
+        {
+            "action": action,
+            "_selected_action": [rr.pk for rr in requests],
+            "index": "0",
+            "select_across": "0",
+            **extra,
+        },
     )
 
 
@@ -459,23 +465,40 @@ def test_it_assigns_requests_to_me_in_bulk_but_not_one_someone_else_holds(staff_
     assert f"{bobs.reference}: assigned to someone else; open it to take it over." in messages_of(response)
 
 
-def test_it_closes_requests_as_duplicates_in_bulk_and_emails_the_patients(
+@pytest.mark.parametrize("action", ["close_as_duplicate", "close_as_spam"])
+def test_it_asks_before_a_bulk_close_naming_each_request_and_changes_nothing(staff_client, action):
+    first, second = ResetRequestFactory(), ResetRequestFactory(in_progress=True)
+
+    response = run_action(staff_client, action, first, second)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert first.reference in page and second.reference in page
+    assert first.patient_name in page
+    assert "No, go back" in page
+    assert set(ResetRequest.objects.values_list("status", flat=True)) == {"new", "in_progress"}
+    assert mail.outbox == []
+
+
+def test_it_closes_requests_as_duplicates_in_bulk_once_confirmed_and_emails_the_patients(
     staff_client, django_capture_on_commit_callbacks
 ):
     first, second = ResetRequestFactory(), ResetRequestFactory(in_progress=True)
 
     with django_capture_on_commit_callbacks(execute=True):
-        run_action(staff_client, "close_as_duplicate", first, second)
+        run_action(staff_client, "close_as_duplicate", first, second, confirmed="yes")
 
     assert set(ResetRequest.objects.values_list("status", "close_reason")) == {("closed", "duplicate")}
     assert sorted(m.to[0] for m in mail.outbox) == sorted([first.email, second.email])
 
 
-def test_it_closes_requests_as_spam_in_bulk_without_emailing(staff_client, django_capture_on_commit_callbacks):
+def test_it_closes_requests_as_spam_in_bulk_once_confirmed_without_emailing(
+    staff_client, django_capture_on_commit_callbacks
+):
     rr = ResetRequestFactory()
 
     with django_capture_on_commit_callbacks(execute=True):
-        run_action(staff_client, "close_as_spam", rr)
+        run_action(staff_client, "close_as_spam", rr, confirmed="yes")
 
     rr.refresh_from_db()
     assert (rr.status, rr.close_reason) == (Status.CLOSED, "spam")

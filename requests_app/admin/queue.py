@@ -12,8 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html
@@ -322,22 +324,44 @@ class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):
         user = acting_user(request)
         self._bulk(request, queryset, perform=lambda pk: services.reset_start(reset_id=pk, actor=user), done="Started")
 
-    @admin.action(description="Close as duplicate", permissions=["change"])
-    def close_as_duplicate(self, request: HttpRequest, queryset: QuerySet[ResetRequest]) -> None:
-        user = acting_user(request)
-        self._bulk(
-            request,
-            queryset,
-            perform=lambda pk: services.reset_close(reset_id=pk, actor=user, reason=CloseReason.DUPLICATE),
-            done="Closed as duplicate",
-        )
+    @admin.action(description="Close as duplicate…", permissions=["change"])
+    def close_as_duplicate(self, request: HttpRequest, queryset: QuerySet[ResetRequest]) -> HttpResponse | None:
+        return self._bulk_close(request, queryset, reason=CloseReason.DUPLICATE, action="close_as_duplicate")
 
-    @admin.action(description="Close as spam (no email)", permissions=["change"])
-    def close_as_spam(self, request: HttpRequest, queryset: QuerySet[ResetRequest]) -> None:
+    @admin.action(description="Close as spam (no email)…", permissions=["change"])
+    def close_as_spam(self, request: HttpRequest, queryset: QuerySet[ResetRequest]) -> HttpResponse | None:
+        return self._bulk_close(request, queryset, reason=CloseReason.SPAM, action="close_as_spam")
+
+    def _bulk_close(
+        self, request: HttpRequest, queryset: QuerySet[ResetRequest], *, reason: str, action: str
+    ) -> HttpResponse | None:
+        """A close of ticked requests ends them for their patients: first a
+        page naming each one, and only its "Yes" closes them."""
+        label = CloseReason(reason).label.lower()
+        if request.POST.get("confirmed") != "yes":
+            selected = list(queryset.select_related("assignee")[: BULK_LIMIT + 1])
+            if len(selected) > BULK_LIMIT:
+                message = f"Select at most {BULK_LIMIT} requests at a time; nothing was changed."
+                self.message_user(request, message, messages.ERROR)
+                return None
+            return TemplateResponse(
+                request,
+                "admin/requests_app/resetrequest/bulk_close_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.opts,
+                    "title": f"Close {len(selected)} request{'s' if len(selected) != 1 else ''} as {label}?",
+                    "requests": selected,
+                    "action": action,
+                    "emails_patient": reason != CloseReason.SPAM,
+                    "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                },
+            )
         user = acting_user(request)
         self._bulk(
             request,
             queryset,
-            perform=lambda pk: services.reset_close(reset_id=pk, actor=user, reason=CloseReason.SPAM),
-            done="Closed as spam",
+            perform=lambda pk: services.reset_close(reset_id=pk, actor=user, reason=reason),
+            done=f"Closed as {label}",
         )
+        return None
