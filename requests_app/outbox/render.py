@@ -65,11 +65,12 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
                 "reason": reset.get_reason_display(),
                 "outcome": reset.outcome,
                 "close_reason": reset.close_reason,
-                # What the acknowledgment promises: RESET_SLA_HOURS of working
-                # time from when the email is written.
-                "reply_by": due_after(),
             }
         )
+        if outbound.kind == OutboundEmail.Kind.ACKNOWLEDGMENT:
+            # What the acknowledgment promises: RESET_SLA_HOURS of working
+            # time from when the email is written (no other email uses it).
+            context["reply_by"] = due_after()
     elif outbound.kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST:
         overdue_requests = resets_overdue()
         overdue = [
