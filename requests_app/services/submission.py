@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -38,6 +39,20 @@ class Submission:
     family: tuple[tuple[str, str, date], ...] = ()
     # The language the patient used the site in: their emails are in it.
     language: str = "en"
+
+    def patient_fields(self) -> dict[str, Any]:
+        """What the form said, under the field names a ResetRequest and a
+        HeldSubmission both store it under (the family and language apart)."""
+        return {
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "date_of_birth": self.date_of_birth,
+            "email": self.email,
+            "phone": self.phone,
+            "appointment_date": self.appointment_date,
+            "reason": self.reason,
+            "details": self.details,
+        }
 
 
 @dataclass(frozen=True)
@@ -115,14 +130,7 @@ def _submit_once(submission: Submission, reference: str) -> SubmitResult:
 
     reset = ResetRequest.objects.create(
         reference=reference,
-        first_name=submission.first_name,
-        last_name=submission.last_name,
-        date_of_birth=submission.date_of_birth,
-        email=submission.email,
-        phone=submission.phone,
-        appointment_date=submission.appointment_date,
-        reason=submission.reason,
-        details=submission.details,
+        **submission.patient_fields(),
         language=_patient_language(submission.language),
         submitted_at=now,
         due_at=due_after(now),
