@@ -48,8 +48,7 @@ from .support.chromium import (  # noqa: E402
     describe_violations,
     screenshot_folder,
 )
-from .support.polling import free_port  # noqa: E402
-from .support.processes import production_env, run_manage, serving_gunicorn  # noqa: E402
+from .support.processes import run_manage, serving_gunicorn, sqlite_site_env  # noqa: E402
 
 pytest_plugins = ["tests.support.chromium"]
 
@@ -98,29 +97,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """The app under gunicorn (one process, so the in-memory rate-limit
     counters are shared by every request), with a request at each step."""
     root = tmp_path_factory.mktemp("a11y")
-    var_dir = root / "var"
-    var_dir.mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = production_env(
-        var_dir=var_dir,
-        site_url=url,
-        database_url=f"sqlite:///{var_dir / 'db.sqlite3'}",
-        broker_url="filesystem://",
-        cache_url="locmemcache://",
-        smtp_port=free_port(),  # nothing listens: no worker runs to send anything
+    env, port = sqlite_site_env(
+        root,
         STATIC_ROOT=str(root / "static"),
         # The per-address limit is how the rate-limited page is reached; the
         # address comes from X-Real-IP (from the trusted proxy, 127.0.0.1),
         # so that page's posts do not use up the other pages' address.
         CLIENT_IP_HEADER="X-Real-IP",
         SUBMIT_RATE_PER_ADDRESS="5/h",
-        LOG_LEVEL="WARNING",
     )
     output = run_manage("shell", "-c", SETUP, env=env).stdout
     match = re.search(r"^STATUS_URLS=(.*)$", output, re.MULTILINE)
     assert match, f"the setup printed no status links:\n{output}"
-    with serving_gunicorn(env=env, root=root, port=port):
+    with serving_gunicorn(env=env, root=root, port=port) as url:
         yield Site(url=url, status_urls=json.loads(match[1]))
 
 

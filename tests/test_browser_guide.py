@@ -40,8 +40,7 @@ from .support.chromium import (  # noqa: E402
     screenshot_folder,
     screenshots_at_both_widths,
 )
-from .support.polling import free_port  # noqa: E402
-from .support.processes import production_env, run_manage, serving_gunicorn  # noqa: E402
+from .support.processes import run_manage, serving_gunicorn, sqlite_site_env  # noqa: E402
 
 pytest_plugins = ["tests.support.chromium"]
 
@@ -60,23 +59,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app under gunicorn, one process (the in-memory rate-limit counters
     are shared by every request), on a fresh SQLite database."""
     root = tmp_path_factory.mktemp("guide")
-    var_dir = root / "var"
-    var_dir.mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = production_env(
-        var_dir=var_dir,
-        site_url=url,
-        database_url=f"sqlite:///{var_dir / 'db.sqlite3'}",
-        broker_url="filesystem://",
-        cache_url="locmemcache://",
-        smtp_port=free_port(),
-        STATIC_ROOT=str(root / "static"),
-        LOG_LEVEL="WARNING",
-    )
+    env, port = sqlite_site_env(root, STATIC_ROOT=str(root / "static"))
     run_manage("migrate", "--noinput", "--verbosity=0", env=env)
     run_manage("collectstatic", "--noinput", "--verbosity=0", env=env)
-    with serving_gunicorn(env=env, root=root, port=port):
+    with serving_gunicorn(env=env, root=root, port=port) as url:
         site_env[url] = env
         yield url
 

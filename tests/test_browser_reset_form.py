@@ -31,8 +31,7 @@ require_playwright()
 from playwright.sync_api import Page, expect  # noqa: E402
 
 from .support.chromium import PHONE, PageProblems, screenshot_folder  # noqa: E402
-from .support.polling import free_port  # noqa: E402
-from .support.processes import production_env, run_manage, serving_gunicorn  # noqa: E402
+from .support.processes import run_manage, serving_gunicorn, sqlite_site_env  # noqa: E402
 
 pytest_plugins = ["tests.support.chromium"]
 
@@ -77,22 +76,9 @@ WORDS = {
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("reset-form")
-    var_dir = root / "var"
-    var_dir.mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = production_env(
-        var_dir=var_dir,
-        site_url=url,
-        database_url=f"sqlite:///{var_dir / 'db.sqlite3'}",
-        broker_url="filesystem://",
-        cache_url="locmemcache://",
-        smtp_port=free_port(),  # nothing listens: no worker runs to send anything
-        STATIC_ROOT=str(root / "static"),
-        LOG_LEVEL="WARNING",
-    )
+    env, port = sqlite_site_env(root, STATIC_ROOT=str(root / "static"))
     run_manage("shell", "-c", SETUP, env=env)
-    with serving_gunicorn(env=env, root=root, port=port):
+    with serving_gunicorn(env=env, root=root, port=port) as url:
         yield url
 
 

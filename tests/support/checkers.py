@@ -52,8 +52,7 @@ import pytest
 
 from . import REPO
 from .http_client import Browser as HttpClient
-from .polling import free_port
-from .processes import production_env, serving_gunicorn
+from .processes import serving_gunicorn, sqlite_site_env
 from .requirements import service_missing
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -500,20 +499,7 @@ class PatientSite:
 def serve_patient_site(root: Path) -> Iterator[PatientSite]:
     """gunicorn with the app's gunicorn.conf.py and production settings on a
     fresh SQLite database under ``root``, stopped on leaving."""
-    var_dir = root / "var"
-    var_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = production_env(
-        var_dir=var_dir,
-        site_url=url,
-        database_url=f"sqlite:///{var_dir / 'db.sqlite3'}",
-        broker_url="filesystem://",
-        cache_url="locmemcache://",
-        smtp_port=free_port(),  # nothing listens: no worker runs to send anything
-        WEB_CONCURRENCY="2",
-        LOG_LEVEL="WARNING",
-    )
+    env, port = sqlite_site_env(root, WEB_CONCURRENCY="2")
     setup = subprocess.run(
         [sys.executable, str(REPO / "manage.py"), "shell", "-c", SITE_SETUP],
         cwd=REPO,
@@ -529,7 +515,7 @@ def serve_patient_site(root: Path) -> Iterator[PatientSite]:
             f"setting up the site failed (exit status {setup.returncode})\n"
             f"--- stdout ---\n{setup.stdout[-4000:]}\n--- stderr ---\n{setup.stderr[-4000:]}"
         )
-    with serving_gunicorn(env=env, root=root, port=port, config=True, probe="/healthz"):
+    with serving_gunicorn(env=env, root=root, port=port, config=True, probe="/healthz") as url:
         yield PatientSite(url=url, status_path=json.loads(match[1])["status_path"])
 
 

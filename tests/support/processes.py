@@ -17,7 +17,7 @@ import pytest
 
 from . import REPO
 from .http_client import Browser as HttpClient
-from .polling import wait_for
+from .polling import free_port, wait_for
 
 BIN = Path(sys.executable).parent  # the venv's bin/: celery, gunicorn
 MANAGE = REPO / "manage.py"
@@ -128,6 +128,26 @@ def production_env(
     }
     values.update(extra)
     return base_env(**values)
+
+
+def sqlite_site_env(root: Path, **extra: str) -> tuple[dict[str, str], int]:
+    """A production environment for a throwaway site under ``root``: SQLite
+    and VAR_DIR in ``root``/var, the filesystem broker, the local-memory
+    cache, an SMTP port nothing listens on (no worker runs to send
+    anything), quiet logs; and the free port its SITE_URL names."""
+    var_dir = root / "var"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = production_env(
+        var_dir=var_dir,
+        site_url=f"http://127.0.0.1:{port}",
+        database_url=f"sqlite:///{var_dir / 'db.sqlite3'}",
+        broker_url="filesystem://",
+        cache_url="locmemcache://",
+        smtp_port=free_port(),
+        **{"LOG_LEVEL": "WARNING", **extra},
+    )
+    return env, port
 
 
 def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
