@@ -293,6 +293,8 @@ PORTAL_TROUBLE_URL = env.str(
 ACCESS_LINK_HOURS = _positive_int("ACCESS_LINK_HOURS", 48)
 RESET_SLA_HOURS = _positive_int("RESET_SLA_HOURS", 24)
 WAITING_AUTO_CLOSE_DAYS = _positive_int("WAITING_AUTO_CLOSE_DAYS", 14)
+# Days after a request ended during which staff may reopen it.
+REOPEN_DAYS = _positive_int("REOPEN_DAYS", 30)
 RETENTION_DAYS = _positive_int("RETENTION_DAYS", 365)
 # Held submissions (suspected bots, or past the per-email limit with no open
 # request) are deleted this long after they came in, unless staff release one.

@@ -8,6 +8,7 @@ them.
 from ..references import new_status_secret
 from .audit import ExportRecord
 from .intake import HeldSubmission, HelpFeedback
+from .messages import PLACEHOLDERS, MessageTemplate, PatientMessage
 from .outbox import PATIENT_EMAIL_KINDS, OutboundEmail
 from .reset_request import (
     MOVES,
@@ -18,6 +19,7 @@ from .reset_request import (
     Move,
     Outcome,
     Reason,
+    ReopenReason,
     ResetRequest,
     Status,
 )
@@ -27,6 +29,7 @@ __all__ = [
     "MOVES",
     "OPEN_STATUSES",
     "PATIENT_EMAIL_KINDS",
+    "PLACEHOLDERS",
     "Action",
     "AppendOnlyError",
     "CloseReason",
@@ -34,10 +37,13 @@ __all__ = [
     "FamilyMember",
     "HeldSubmission",
     "HelpFeedback",
+    "MessageTemplate",
     "Move",
     "OutboundEmail",
     "Outcome",
+    "PatientMessage",
     "Reason",
+    "ReopenReason",
     "RequestEvent",
     "RequestEventQuerySet",
     "ResetRequest",

@@ -20,6 +20,8 @@ class OutboundEmail(models.Model):
         ACKNOWLEDGMENT = "acknowledgment", "Acknowledgment"
         RESOLVED = "resolved", "Resolved"
         CLOSED = "closed", "Closed"
+        REOPENED = "reopened", "Reopened"
+        MESSAGE = "message", "Message to the patient"
         STAFF_NEW_REQUEST = "staff_new_request", "New request (staff)"
         STAFF_OVERDUE_DIGEST = "staff_overdue_digest", "Overdue digest (staff)"
 
@@ -46,6 +48,10 @@ class OutboundEmail(models.Model):
     # Earliest time the sweeper may queue a pending row again (backoff).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A message to the patient: its text as sent (kind "message" only).
+    patient_message = models.ForeignKey(
+        "PatientMessage", null=True, blank=True, on_delete=models.PROTECT, related_name="emails"
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -79,5 +85,11 @@ class OutboundEmail(models.Model):
 
 
 PATIENT_EMAIL_KINDS = frozenset(
-    {OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.RESOLVED, OutboundEmail.Kind.CLOSED}
+    {
+        OutboundEmail.Kind.ACKNOWLEDGMENT,
+        OutboundEmail.Kind.RESOLVED,
+        OutboundEmail.Kind.CLOSED,
+        OutboundEmail.Kind.REOPENED,
+        OutboundEmail.Kind.MESSAGE,
+    }
 )

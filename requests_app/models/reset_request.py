@@ -38,6 +38,9 @@ class Outcome(models.TextChoices):
     REINVITED = "reinvited", "Re-invited to the portal"
     EMAIL_CORRECTED = "email_corrected", "Email address corrected and re-invited"
     SELF_SERVICE = "self_service", "Patient got in on their own"
+    # The provider had not yet signed the visit notes; now they have and the
+    # portal's invitation went out.
+    NOTES_SIGNED = "notes_signed", "Visit notes signed; invitation sent"
     OTHER = "other", "Other"
 
 
@@ -49,13 +52,21 @@ class CloseReason(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class ReopenReason(models.TextChoices):
+    STILL_NO_ACCESS = "still_no_access", "The patient still cannot get in"
+    CLOSED_BY_MISTAKE = "closed_by_mistake", "Ended by mistake"
+    OTHER = "other", "Other"
+
+
 class Action(models.TextChoices):
     """What staff do to a request; each action makes exactly one kind of move."""
 
     START = "start", "Start"
     WAIT = "wait", "Mark waiting on patient"
+    RESUME = "resume", "Patient answered: back to in progress"
     RESOLVE = "resolve", "Resolve"
     CLOSE = "close", "Close"
+    REOPEN = "reopen", "Reopen"
 
 
 OPEN_STATUSES = frozenset({Status.NEW, Status.IN_PROGRESS, Status.WAITING})
@@ -72,12 +83,16 @@ class Move:
 # The only status moves there are, keyed by the action that makes each, so
 # that no action can make another's move. services.workflow.check_move
 # enforces it for every caller; the admin offers what it allows.
+# Three actions lead to in progress, each from its own statuses: start only
+# from new, resume only from waiting, reopen only from an ended request.
 MOVES: dict[str, Move] = {
-    # new → in progress, or waiting → in progress (the patient answered).
-    Action.START: Move(frozenset({Status.NEW, Status.WAITING}), Status.IN_PROGRESS),
+    Action.START: Move(frozenset({Status.NEW}), Status.IN_PROGRESS),
     Action.WAIT: Move(frozenset({Status.IN_PROGRESS}), Status.WAITING),
+    Action.RESUME: Move(frozenset({Status.WAITING}), Status.IN_PROGRESS),
     Action.RESOLVE: Move(frozenset({Status.IN_PROGRESS}), Status.RESOLVED),
     Action.CLOSE: Move(OPEN_STATUSES, Status.CLOSED),
+    # Within REOPEN_DAYS of the end (services.workflow.check_move).
+    Action.REOPEN: Move(frozenset({Status.RESOLVED, Status.CLOSED}), Status.IN_PROGRESS),
 }
 
 
@@ -86,6 +101,7 @@ class ResetRequest(models.Model):
     Reason = Reason
     Outcome = Outcome
     CloseReason = CloseReason
+    ReopenReason = ReopenReason
 
     OPEN_STATUSES = OPEN_STATUSES
 

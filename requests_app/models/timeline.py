@@ -70,6 +70,8 @@ class RequestEvent(models.Model):
         EMAIL_FAILED = "email_failed", "Email failed"
         VIEWED = "viewed", "Viewed"
         RELEASED = "released", "Released from held submissions"
+        MESSAGE = "message", "Message to the patient"
+        LANGUAGE = "language", "Language changed"
         PURGED = "purged", "Personal data erased"
 
     reset = models.ForeignKey(ResetRequest, on_delete=models.PROTECT, related_name="events")

@@ -67,9 +67,9 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
                 "close_reason": reset.close_reason,
             }
         )
-        if outbound.kind == OutboundEmail.Kind.ACKNOWLEDGMENT:
-            # What the acknowledgment promises: RESET_SLA_HOURS of working
-            # time from when the email is written (no other email uses it).
+        if outbound.kind in (OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.REOPENED):
+            # What these emails promise: RESET_SLA_HOURS of working time
+            # from when the email is written (the due clock starts then).
             context["reply_by"] = due_after()
     elif outbound.kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST:
         overdue_requests = resets_overdue()
