@@ -9,7 +9,7 @@ from django import template
 from django.urls import reverse
 from django.utils import timezone
 
-from .. import selectors
+from .. import charts, selectors
 from ..formatting import format_age
 
 register = template.Library()
@@ -17,7 +17,8 @@ register = template.Library()
 
 @register.inclusion_tag("admin/requests_app/includes/dashboard.html", takes_context=True)
 def queue_dashboard(context: template.Context) -> dict[str, Any]:
-    """The dashboard's tiles, each linking to the list filtered the same way.
+    """The dashboard's tiles, each linking to the list filtered the same way,
+    and the charts of the last twelve weeks under them (requests_app/charts.py).
     Staff who may not see requests get nothing (and cost no query)."""
     request = context.get("request")
     user = getattr(request, "user", None)
@@ -35,6 +36,7 @@ def queue_dashboard(context: template.Context) -> dict[str, Any]:
     median = numbers["median_time_to_resolve"]
     return {
         "show": True,
+        **charts.dashboard_charts(),
         "tiles": [
             {
                 "key": "open",
