@@ -69,6 +69,43 @@ def resets_overdue() -> QuerySet[ResetRequest]:
     return ResetRequest.objects.filter(overdue_q()).order_by("due_at")
 
 
+# --- The request page -------------------------------------------------------
+
+# The list's own order (admin/queue.py adds -pk to make it total).
+QUEUE_ORDER = ("-is_open", "submitted_at", "-pk")
+# The request page lists at most this many earlier requests of its patient.
+EARLIER_REQUESTS_LIMIT = 20
+
+
+def next_in_queue(*, user_id: int, after: ResetRequest) -> ResetRequest | None:
+    """Where "… and open the next request" leads: the oldest request in the
+    queue that is new or in progress (waiting ones wait on their patient)
+    and unassigned or the staff member's own, other than the one just done."""
+    return (
+        ResetRequest.objects.filter(is_open=True, status__in=_DUE_CLOCK_RUNS)
+        .filter(Q(assignee__isnull=True) | Q(assignee_id=user_id))
+        .exclude(pk=after.pk)
+        .order_by(*QUEUE_ORDER)
+        .only("pk")
+        .first()
+    )
+
+
+def earlier_requests(reset: ResetRequest) -> list[ResetRequest]:
+    """The patient's other requests (same email and date of birth, the
+    duplicate rule's identity), newest first; none once erased."""
+    if reset.personal_data_purged_at is not None or not reset.email:
+        return []
+    return list(
+        ResetRequest.objects.filter(email=reset.email, date_of_birth=reset.date_of_birth)
+        .exclude(pk=reset.pk)
+        .order_by("-submitted_at", "-pk")
+        .only("pk", "reference", "status", "submitted_at", "ended_at", "outcome", "close_reason")[
+            :EARLIER_REQUESTS_LIMIT
+        ]
+    )
+
+
 # --- The dashboard on the admin index ---------------------------------------
 
 # The median is taken over the requests resolved in this many days.

@@ -41,9 +41,10 @@ LIST_BUDGET = AROUND_EVERY_PAGE + 2
 # streamed query (its filters and search).
 EXPORT_BUDGET = AROUND_EVERY_PAGE + 3
 # A request's page: the request (with assignee and verifier), the view event
-# written for the audit, the timeline with its actors, the emails, then the
-# family members (an EXISTS to skip an empty table, then the inline's rows).
-CHANGE_BUDGET = AROUND_EVERY_PAGE + 6
+# written for the audit, the timeline with its actors, the emails, the family
+# members, the messages sent to the patient (with their senders), the
+# patient's earlier requests and the next request in the queue.
+CHANGE_BUDGET = AROUND_EVERY_PAGE + 8
 
 
 def seed(count: int) -> None:

@@ -91,9 +91,12 @@ def test_it_shows_only_the_buttons_of_the_moves_allowed_from_in_progress(staff_c
     page = staff_client.get(url(rr)).content.decode()
 
     assert url(rr, "wait") in page
-    assert url(rr, "resolve") in page
+    # Before the identity check, resolving is the one form's (verify and resolve).
+    assert url(rr, "verify") in page
+    assert url(rr, "resolve") not in page
     assert url(rr, "close") in page
     assert url(rr, "start") not in page
+    assert url(rr, "resume") not in page
 
 
 def test_it_shows_no_move_buttons_on_an_ended_request(staff_client):
@@ -160,7 +163,7 @@ def test_it_starts_a_new_request_and_assigns_it_to_whoever_starts_it(staff_clien
     assert rr.status == Status.IN_PROGRESS
     assert rr.assignee == staff
     assert status_events(rr) == [("new", "in_progress")]
-    assert messages_of(response) == [f"{rr.reference} is in progress."]
+    assert messages_of(response) == [f"{rr.reference} is in progress and assigned to you."]
 
 
 def test_it_shows_a_form_for_each_move_with_the_status_the_page_showed(staff_client):
@@ -187,12 +190,12 @@ def test_it_marks_a_request_waiting_on_the_patient_with_a_note(staff_client):
 def test_it_moves_a_waiting_request_back_to_in_progress(staff_client):
     rr = ResetRequestFactory(waiting=True)
 
-    response = staff_client.post(url(rr, "start"), {"expected_status": "waiting"})
+    response = staff_client.post(url(rr, "resume"), {"expected_status": "waiting"})
 
     rr.refresh_from_db()
     assert rr.status == Status.IN_PROGRESS
     assert status_events(rr) == [("waiting", "in_progress")]
-    assert messages_of(response) == [f"{rr.reference} is in progress."]
+    assert messages_of(response) == [f"{rr.reference} is back in progress; the due clock runs again."]
 
 
 def test_it_resolves_a_verified_request_and_emails_the_patient(staff_client, staff, django_capture_on_commit_callbacks):

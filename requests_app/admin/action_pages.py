@@ -22,12 +22,17 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.formats import date_format
 
 from .. import services
-from ..exceptions import ConcurrentChange, WorkflowError
+from ..exceptions import ConcurrentChange, IdentityNotVerified, WorkflowError
 from ..formatting import person_name
 from ..models import Action, CloseReason, ResetRequest, Status
+from ..phones import phone_display
+from ..selectors import next_in_queue
+from ..services.messages import reset_send_message
 from . import forms as admin_forms
+from .messages import SendMessageForm
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -39,6 +44,18 @@ def acting_user(request: HttpRequest) -> User:
     if not request.user.is_authenticated:
         raise PermissionDenied
     return cast("User", request.user)
+
+
+def label_identity_fields(form: forms.Form, obj: ResetRequest) -> None:
+    """Each identifier's box says what the patient gave, to compare with the
+    chart (the date in the one format the staff pages use)."""
+    given = {
+        "dob": ("Date of birth", date_format(obj.date_of_birth, "M j, Y") if obj.date_of_birth else "—"),
+        "phone": ("Phone", phone_display(obj.phone)),
+        "email": ("Email", obj.email),
+    }
+    for name, (label, value) in given.items():
+        form.fields[name].label = f"{label}: {value}"
 
 
 # --- The workflow's actions, as the admin presents them ---------------------
@@ -53,11 +70,16 @@ class ActionPage:
     form_class: type[forms.Form]
     perform: Callable[[ResetRequest, Any, dict[str, Any]], ResetRequest]
     done: Callable[[ResetRequest], str]
-    button: Callable[[ResetRequest], str]
+    button: str
     submit: str
+    # The key that reaches the button from the request page (shortcuts.js).
+    shortcut: str
     # A direct button posts at once; the others open the action's form.
     direct: bool = False
     style: str = "default"
+    # Ends the staff member's work on the request: its form offers "… and
+    # open the next request".
+    finishing: bool = False
 
 
 def _closed_message(obj: ResetRequest) -> str:
@@ -67,6 +89,10 @@ def _closed_message(obj: ResetRequest) -> str:
     return f"{obj.reference} is closed; the patient is emailed."
 
 
+def _reopened_message(obj: ResetRequest) -> str:
+    return f"{obj.reference} is reopened and assigned to you; its due clock starts again."
+
+
 # In the order of the buttons on the page.
 ACTION_PAGES: dict[str, ActionPage] = {
     Action.START: ActionPage(
@@ -74,9 +100,21 @@ ACTION_PAGES: dict[str, ActionPage] = {
         perform=lambda obj, user, data: services.reset_start(
             reset_id=obj.pk, actor=user, expected_status=data["expected_status"]
         ),
-        done=lambda obj: f"{obj.reference} is in progress.",
-        button=lambda obj: "Start" if obj.status == Status.NEW else "Patient answered: back to in progress",
+        done=lambda obj: f"{obj.reference} is in progress and assigned to you.",
+        button="Start",
         submit="Start",
+        shortcut="s",
+        direct=True,
+    ),
+    Action.RESUME: ActionPage(
+        form_class=admin_forms.ResumeForm,
+        perform=lambda obj, user, data: services.reset_resume(
+            reset_id=obj.pk, actor=user, note=data["note"], expected_status=data["expected_status"]
+        ),
+        done=lambda obj: f"{obj.reference} is back in progress; the due clock runs again.",
+        button="Patient answered: back to in progress",
+        submit="Back to in progress",
+        shortcut="a",
         direct=True,
     ),
     Action.WAIT: ActionPage(
@@ -85,9 +123,11 @@ ACTION_PAGES: dict[str, ActionPage] = {
             reset_id=obj.pk, actor=user, note=data["note"], expected_status=data["expected_status"]
         ),
         done=lambda obj: f"{obj.reference} is waiting on the patient; the due clock is paused.",
-        button=lambda obj: "Mark waiting on patient…",
+        button="Mark waiting on patient…",
         submit="Mark waiting",
+        shortcut="w",
         style="",
+        finishing=True,
     ),
     Action.RESOLVE: ActionPage(
         form_class=admin_forms.ResolveForm,
@@ -99,8 +139,10 @@ ACTION_PAGES: dict[str, ActionPage] = {
             expected_status=data["expected_status"],
         ),
         done=lambda obj: f"{obj.reference} is resolved; the patient is emailed.",
-        button=lambda obj: "Resolve…",
+        button="Resolve…",
         submit="Resolve",
+        shortcut="r",
+        finishing=True,
     ),
     Action.CLOSE: ActionPage(
         form_class=admin_forms.CloseForm,
@@ -112,9 +154,26 @@ ACTION_PAGES: dict[str, ActionPage] = {
             expected_status=data["expected_status"],
         ),
         done=_closed_message,
-        button=lambda obj: "Close…",
+        button="Close…",
         submit="Close request",
+        shortcut="c",
         style="danger",
+        finishing=True,
+    ),
+    Action.REOPEN: ActionPage(
+        form_class=admin_forms.ReopenForm,
+        perform=lambda obj, user, data: services.reset_reopen(
+            reset_id=obj.pk,
+            actor=user,
+            reason=data["reason"],
+            note=data["note"],
+            notify_patient=data["notify_patient"],
+            expected_status=data["expected_status"],
+        ),
+        done=_reopened_message,
+        button="Reopen…",
+        submit="Reopen",
+        shortcut="o",
     ),
 }
 
@@ -138,10 +197,13 @@ class ActionPagesMixin(admin.ModelAdmin):
 
         return [
             *(route(action, move_view_of(action)) for action in ACTION_PAGES),
+            route("verify", self.verify_view),
             route("assign", self.assign_view),
             route("identity", self.identity_view),
             route("note", self.note_view),
             route("resend", self.resend_view),
+            route("message", self.message_view),
+            route("language", self.language_view),
         ]
 
     def _url(self, name: str, obj: ResetRequest) -> str:
@@ -155,6 +217,17 @@ class ActionPagesMixin(admin.ModelAdmin):
             raise PermissionDenied
         return obj
 
+    def _after(self, request: HttpRequest, obj: ResetRequest) -> HttpResponseRedirect:
+        """Back to the request's page, or, where the staff member pressed
+        "… and open the next request", on to the next one in the queue."""
+        if request.POST.get("then") != "next":
+            return HttpResponseRedirect(self._url("change", obj))
+        following = next_in_queue(user_id=acting_user(request).pk, after=obj)
+        if following is None:
+            self.message_user(request, "No other request is waiting in the queue.", messages.INFO)
+            return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
+        return HttpResponseRedirect(self._url("change", following))
+
     def _form_page(
         self,
         request: HttpRequest,
@@ -165,6 +238,8 @@ class ActionPagesMixin(admin.ModelAdmin):
         submit: str,
         move: str,
         style: str,
+        finishing: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> TemplateResponse:
         return TemplateResponse(
             request,
@@ -184,6 +259,8 @@ class ActionPagesMixin(admin.ModelAdmin):
                 "submit_style": style,
                 "action_url": self._url(move, obj),
                 "move": move,
+                "finishing": finishing,
+                **(extra or {}),
             },
         )
 
@@ -204,6 +281,7 @@ class ActionPagesMixin(admin.ModelAdmin):
                     self.message_user(request, str(exc), messages.ERROR)
                 else:
                     self.message_user(request, page.done(obj), messages.SUCCESS)
+                    return self._after(request, obj)
                 return HttpResponseRedirect(change_url)
         elif request.method == "GET":
             expected = request.GET.get("expected_status", "")
@@ -219,11 +297,125 @@ class ActionPagesMixin(admin.ModelAdmin):
         return self._form_page(
             request,
             obj,
-            title=f"{page.button(obj).rstrip('…')}: {obj.reference}",
+            title=f"{page.button.rstrip('…')}: {obj.reference}",
             form=form,
             submit=page.submit,
             move=action,
             style=page.style,
+            finishing=page.finishing,
+        )
+
+    def verify_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The request page's one form: identity check and outcome, then
+        started (if new), verified and resolved in one transaction. A form
+        that is not complete comes back on a page of its own, as typed."""
+        obj = self._object_for_work(request, object_id)
+        if request.method != "POST":
+            return HttpResponseRedirect(self._url("change", obj))
+        form = admin_forms.VerifyAndResolveForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.reset_verify_and_resolve(
+                    reset_id=obj.pk,
+                    actor=acting_user(request),
+                    dob=data["dob"],
+                    phone=data["phone"],
+                    email=data["email"],
+                    outcome=data["outcome"],
+                    note=data["note"],
+                    expected_status=data["expected_status"],
+                )
+            except IdentityNotVerified as exc:
+                form.add_error(None, str(exc))
+            except WorkflowError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return HttpResponseRedirect(self._url("change", obj))
+            else:
+                self.message_user(
+                    request, f"{obj.reference} is verified and resolved; the patient is emailed.", messages.SUCCESS
+                )
+                return self._after(request, obj)
+        label_identity_fields(form, obj)
+        return self._form_page(
+            request,
+            obj,
+            title=f"Verify and resolve: {obj.reference}",
+            form=form,
+            submit="Verify and resolve",
+            move="verify",
+            style="default",
+            finishing=True,
+        )
+
+    def message_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Send the patient one of the practice's messages: the page shows
+        each one as the patient will read it."""
+        obj = self._object_for_work(request, object_id)
+        if request.method == "POST":
+            form = SendMessageForm(obj, data=request.POST)
+            if form.is_valid():
+                try:
+                    reset_send_message(
+                        reset_id=obj.pk,
+                        actor=acting_user(request),
+                        template_id=form.cleaned_data["template"].pk,
+                        expected_status=form.cleaned_data["expected_status"],
+                    )
+                except WorkflowError as exc:
+                    self.message_user(request, str(exc), messages.ERROR)
+                else:
+                    self.message_user(
+                        request, f"The message is on its way to the patient of {obj.reference}.", messages.SUCCESS
+                    )
+                return HttpResponseRedirect(self._url("change", obj))
+        elif request.method == "GET":
+            form = SendMessageForm(obj, initial={"expected_status": obj.status})
+        else:
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return self._form_page(
+            request,
+            obj,
+            title=f"Send a message to the patient: {obj.reference}",
+            form=form,
+            submit="Send the message",
+            move="message",
+            style="default",
+            extra={"previews": form.previews(), "language_name": obj.get_language_display()},
+        )
+
+    def language_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Change the language the patient's emails and status page use."""
+        obj = self._object_for_work(request, object_id)
+        if request.method == "POST":
+            form = admin_forms.LanguageForm(request.POST)
+            if form.is_valid():
+                try:
+                    services.reset_change_language(
+                        reset_id=obj.pk, actor=acting_user(request), language=form.cleaned_data["language"]
+                    )
+                except WorkflowError as exc:
+                    self.message_user(request, str(exc), messages.ERROR)
+                else:
+                    obj.refresh_from_db(fields=["language"])
+                    self.message_user(
+                        request,
+                        f"The patient of {obj.reference} now gets their emails in {obj.get_language_display()}.",
+                        messages.SUCCESS,
+                    )
+                return HttpResponseRedirect(self._url("change", obj))
+        elif request.method == "GET":
+            form = admin_forms.LanguageForm(initial={"expected_status": obj.status, "language": obj.language})
+        else:
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return self._form_page(
+            request,
+            obj,
+            title=f"Change the patient's language: {obj.reference}",
+            form=form,
+            submit="Change the language",
+            move="language",
+            style="default",
         )
 
     def assign_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

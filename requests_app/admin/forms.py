@@ -10,6 +10,7 @@ is told the request changed instead of silently overwriting the first.
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
 from ..models import ResetRequest
 from ..services.workflow import NOTE_MAX_LENGTH
@@ -33,21 +34,71 @@ class ExpectedStatusForm(forms.Form):
 
 
 class StartForm(ExpectedStatusForm):
-    """new → in progress, or waiting → in progress (the patient answered)."""
+    """new → in progress."""
+
+
+class ResumeForm(ExpectedStatusForm):
+    """waiting → in progress: the patient answered."""
+
+    note = note_field("What did the patient say? (optional)")
 
 
 class WaitForm(ExpectedStatusForm):
     note = note_field("What are you waiting for? (optional)")
 
 
-class ResolveForm(ExpectedStatusForm):
-    outcome = forms.ChoiceField(
+def outcome_field() -> forms.ChoiceField:
+    return forms.ChoiceField(
         label="Outcome",
         choices=ResetRequest.Outcome.choices,
         widget=forms.RadioSelect,
         error_messages={"required": "Choose the outcome of the reset."},
     )
+
+
+class ResolveForm(ExpectedStatusForm):
+    outcome = outcome_field()
     note = note_field()
+
+
+class IdentityCheckForm(forms.Form):
+    """Which identifiers the patient gave that match the chart. The rule for
+    "verified" (date of birth and one more) is the service's. Nothing is
+    ticked for the staff member: the check is a deliberate act."""
+
+    dob = forms.BooleanField(label="Date of birth matches the chart", required=False)
+    phone = forms.BooleanField(label="Phone matches the chart", required=False)
+    email = forms.BooleanField(label="Email matches the chart", required=False)
+
+
+class VerifyAndResolveForm(ExpectedStatusForm, IdentityCheckForm):
+    """The front desk's one form: identity check and outcome in one submit."""
+
+    outcome = outcome_field()
+    note = note_field()
+
+
+class ReopenForm(ExpectedStatusForm):
+    reason = forms.ChoiceField(
+        label="Why reopen it?",
+        choices=ResetRequest.ReopenReason.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose why the request is reopened."},
+    )
+    note = note_field()
+    notify_patient = forms.BooleanField(
+        label="Email the patient that we are working on it again", required=False, initial=True
+    )
+
+
+class LanguageForm(ExpectedStatusForm):
+    language = forms.ChoiceField(
+        label="The patient's language",
+        choices=settings.LANGUAGES,
+        widget=forms.RadioSelect,
+        help_text="Their emails and status page are written in it from now on.",
+        error_messages={"required": "Choose the patient's language."},
+    )
 
 
 class CloseForm(ExpectedStatusForm):
@@ -64,15 +115,6 @@ class AssignForm(ExpectedStatusForm):
     # The assignee the page showed (empty: nobody), so that taking a request
     # someone else just took is refused rather than done silently.
     expected_assignee = forms.IntegerField(required=False, widget=forms.HiddenInput)
-
-
-class IdentityCheckForm(forms.Form):
-    """Which identifiers the patient gave that match the chart. The rule for
-    "verified" (date of birth and one more) is the service's."""
-
-    dob = forms.BooleanField(label="Date of birth matches the chart", required=False)
-    phone = forms.BooleanField(label="Phone matches the chart", required=False)
-    email = forms.BooleanField(label="Email matches the chart", required=False)
 
 
 class NoteForm(forms.Form):

@@ -32,7 +32,7 @@ from ..selectors import is_overdue, overdue_q
 from .action_pages import acting_user
 from .export import EXPORT_URL_NAME, ExportMixin
 from .paginator import CappedCountPaginator
-from .request_page import FamilyMemberInline, RequestPageMixin
+from .request_page import RequestPageMixin
 
 # A bulk action touches at most this many requests: each one is its own
 # service call (and maybe an email), and "select all 40,000" is a slip.
@@ -165,7 +165,6 @@ class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):
     search_fields = ("reference", "first_name", "last_name", "email", "phone")
     search_help_text = "Reference (K7QM-3XTD or k7qm3xtd), name, email or phone (any format)."
     actions = ["assign_to_me", "start", "close_as_duplicate", "close_as_spam"]
-    inlines = [FamilyMemberInline]
     view_on_site = False
     readonly_fields = (
         "first_name",
@@ -184,12 +183,6 @@ class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         export = path("export.csv", self.admin_site.admin_view(self.export_view), name=EXPORT_URL_NAME)
         return [export, *self.action_urls(), *super().get_urls()]
-
-    def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
-        # No empty "family members" table on the many requests without any.
-        if obj is None or not obj.family_members.exists():
-            return []
-        return self.inlines
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         # Submitted, due, status and assignee lead the page in its own panel;

@@ -1,46 +1,34 @@
 """One request's page in the admin (Django's change view, which saves
-nothing): the patient, the identity check, the buttons of the actions the
-workflow allows, the timeline and the emails."""
+nothing): everything needed to finish the request — the patient's details
+beside the identity check and the outcome, in one form — then the other
+actions the workflow allows, the patient's earlier requests, the messages
+sent, the timeline and the emails."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils import timezone
 
 from .. import services
+from ..exceptions import WorkflowError
 from ..formatting import format_age, person_name, status_label
-from ..models import FamilyMember, RequestEvent, ResetRequest
-from ..selectors import is_overdue
+from ..models import Action, RequestEvent, ResetRequest, Status
+from ..phones import phone_display, phone_href
+from ..selectors import earlier_requests, is_overdue, next_in_queue
 from . import forms as admin_forms
-from .action_pages import ACTION_PAGES, ActionPagesMixin, acting_user
+from .action_pages import ACTION_PAGES, ActionPagesMixin, acting_user, label_identity_fields
+
+# The one form (verify and resolve) is offered from these statuses.
+VERIFY_FROM = (Status.NEW, Status.IN_PROGRESS)
 
 # The page shows this many of the newest timeline events, and emails.
 TIMELINE_LIMIT = 300
 EMAILS_LIMIT = 100
-
-
-class FamilyMemberInline(admin.TabularInline):
-    model = FamilyMember
-    fields = ("first_name", "last_name", "date_of_birth")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    verbose_name = "family member sharing the login"
-    verbose_name_plural = "family members sharing the login"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _unattended_actor(event: RequestEvent) -> str:
@@ -96,19 +84,37 @@ class RequestPageMixin(ActionPagesMixin):
     def _page_context(self, request: HttpRequest, obj: ResetRequest) -> dict[str, Any]:
         now = timezone.now()
         can_work = self.has_change_permission(request, obj)
-        buttons = []
-        if can_work:
-            buttons = [
-                {
-                    "move": action,
-                    "label": page.button(obj),
-                    "direct": page.direct,
-                    "style": page.style,
-                    "url": self._url(action, obj),
-                }
-                for action, page in ACTION_PAGES.items()
-                if obj.allows(action)
-            ]
+        pages = {action: page for action, page in ACTION_PAGES.items() if can_work and obj.allows(action)}
+        # Reopen has rules beyond the table (its window, the patient's other
+        # open request): the page says why instead of offering the button.
+        reopen_refused = ""
+        if Action.REOPEN in pages:
+            try:
+                services.check_move(obj, action=Action.REOPEN)
+            except WorkflowError as exc:
+                reopen_refused = str(exc)
+                del pages[Action.REOPEN]
+        # A straightforward request is finished in one form: from new, or in
+        # progress before the identity check, the check and the outcome
+        # together; once the check is recorded, the outcome alone.
+        finish = None
+        if Action.RESOLVE in pages and obj.identity_verified_at is not None:
+            finish = "resolve"
+        elif obj.status in VERIFY_FROM and can_work:
+            finish = "verify"
+        buttons = [
+            {
+                "move": action,
+                "label": page.button,
+                "direct": page.direct,
+                "style": page.style,
+                "shortcut": page.shortcut,
+                "url": self._url(action, obj),
+            }
+            for action, page in pages.items()
+            # Resolving is the finishing form's job on this page.
+            if not (action == Action.RESOLVE and finish)
+        ]
         events = list(obj.events.select_related("actor").order_by("-created_at", "-pk")[: TIMELINE_LIMIT + 1])
         timeline = [
             {
@@ -122,26 +128,36 @@ class RequestPageMixin(ActionPagesMixin):
             }
             for event in reversed(events[:TIMELINE_LIMIT])
         ]
+        verify_form = admin_forms.VerifyAndResolveForm(initial={"expected_status": obj.status})
+        label_identity_fields(verify_form, obj)
+        following = next_in_queue(user_id=acting_user(request).pk, after=obj) if can_work else None
         return {
             "rr": obj,
             "rr_is_overdue": is_overdue(obj, now),
             "rr_overdue_by": format_age(now - obj.due_at),
             "rr_age": format_age(now - obj.submitted_at),
+            "rr_phone": phone_display(obj.phone) if obj.phone else "",
+            "rr_phone_href": phone_href(obj.phone) if obj.phone else "",
+            "rr_sms_href": f"sms:{obj.phone}" if obj.phone else "",
+            "rr_patient_age": _years_between(obj.date_of_birth, timezone.localdate(now)),
             "can_work": can_work,
             "can_note": can_work and request.user.has_perm("requests_app.add_requestevent"),
+            "finish": finish,
+            "reopen_refused": reopen_refused,
+            "verify_url": self._url("verify", obj),
+            "resolve_url": self._url(Action.RESOLVE, obj),
+            "verify_form": verify_form,
+            "resolve_form": admin_forms.ResolveForm(initial={"expected_status": obj.status}),
             "buttons": buttons,
+            "next_url": self._url("change", following) if following is not None else "",
             "assign_url": self._url("assign", obj),
             "resend_url": self._url("resend", obj),
+            "message_url": self._url("message", obj),
+            "language_url": self._url("language", obj),
             "identity_url": self._url("identity", obj),
             "note_url": self._url("note", obj),
-            "can_take": can_work and obj.is_open and obj.assignee_id != request.user.pk,
-            "identity_form": admin_forms.IdentityCheckForm(
-                initial={
-                    "dob": obj.identity_dob_matched,
-                    "phone": obj.identity_phone_matched,
-                    "email": obj.identity_email_matched,
-                }
-            ),
+            # Start and the one form assign a new request already.
+            "can_take": can_work and obj.is_open and obj.status != Status.NEW and obj.assignee_id != request.user.pk,
             "identity_matched": [
                 label
                 for label, matched in (
@@ -151,9 +167,19 @@ class RequestPageMixin(ActionPagesMixin):
                 )
                 if matched
             ],
+            "family": list(obj.family_members.all()),
+            "earlier": earlier_requests(obj),
             "note_form": admin_forms.NoteForm(),
             "timeline": timeline,
+            "views_count": sum(1 for event in timeline if event["kind"] == RequestEvent.Kind.VIEWED),
             "timeline_truncated": len(events) > TIMELINE_LIMIT,
             "timeline_limit": TIMELINE_LIMIT,
             "emails": list(obj.emails.order_by("created_at", "pk")[:EMAILS_LIMIT]),
+            "messages_sent": list(obj.patient_messages.select_related("sent_by").order_by("created_at", "pk")),
         }
+
+
+def _years_between(born: date | None, today: date) -> int | None:
+    if born is None:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
