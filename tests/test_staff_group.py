@@ -9,6 +9,8 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.management import CommandError, call_command
 
+from requests_app.models import MessageTemplate
+
 from .factories import ResetRequestFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +25,9 @@ STAFF_PERMISSIONS = {
     # Held submissions: staff release them or delete them as spam.
     "requests_app.view_heldsubmission",
     "requests_app.change_heldsubmission",
+    # The practice's messages to patients: staff read and send them; only a
+    # practice manager edits them.
+    "requests_app.view_messagetemplate",
 }
 
 
@@ -114,3 +119,38 @@ def test_it_keeps_a_member_out_of_the_record_of_exports(staff_client, staff):
     assert "requests_app.view_exportrecord" not in staff.get_all_permissions()
     assert staff_client.get("/admin/requests_app/exportrecord/").status_code == 403
     assert b"/admin/requests_app/exportrecord/" not in staff_client.get("/admin/").content
+
+
+def test_it_lets_a_member_read_the_message_templates_but_not_change_them(staff_client):
+    template = MessageTemplate.objects.get(title="We tried to call you")
+    before = template.body_en
+    url = f"/admin/requests_app/messagetemplate/{template.pk}/change/"
+
+    listed = staff_client.get("/admin/requests_app/messagetemplate/")
+    page = staff_client.get(url)
+    changed = {"title": template.title, "body_en": "Call us now.", "body_es": "Llámenos.", "position": "0"}
+    response = staff_client.post(url, {**changed, "is_active": "on"})
+
+    assert listed.status_code == 200
+    assert page.status_code == 200
+    assert b'name="body_en"' not in page.content  # shown read-only, no form field
+    assert response.status_code == 403
+    template.refresh_from_db()
+    assert template.body_en == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/admin/requests_app/messagetemplate/add/"),
+        ("post", "/admin/requests_app/messagetemplate/{pk}/delete/"),
+    ],
+)
+def test_it_keeps_a_member_from_adding_or_deleting_message_templates(staff_client, method, path):
+    template = MessageTemplate.objects.first()
+    assert template is not None
+
+    response = getattr(staff_client, method)(path.format(pk=template.pk), {"post": "yes"} if method == "post" else {})
+
+    assert response.status_code == 403
+    assert MessageTemplate.objects.filter(pk=template.pk).exists()

@@ -10,4 +10,4 @@ Nothing here sets ``status``.
 
 # Importing the modules registers their model admins (Django's autodiscover
 # imports this package).
-from . import audit, held, outbox, queue  # noqa: F401
+from . import audit, held, messages, outbox, queue  # noqa: F401

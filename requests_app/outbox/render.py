@@ -71,6 +71,8 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
             # What these emails promise: RESET_SLA_HOURS of working time
             # from when the email is written (the due clock starts then).
             context["reply_by"] = due_after()
+        elif outbound.kind == OutboundEmail.Kind.MESSAGE:
+            context["message_text"] = message_as_sent(outbound)
     elif outbound.kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST:
         overdue_requests = resets_overdue()
         overdue = [
@@ -91,6 +93,16 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
             }
         )
     return context
+
+
+def message_as_sent(outbound: OutboundEmail) -> str:
+    """A message email's text: the one stored when it was sent, never the
+    template's current text. A row without its message fails to render
+    (a permanent failure of that email) rather than send the patient an
+    empty message."""
+    if outbound.patient_message is None:
+        raise ValueError(f"Email #{outbound.pk} is a message to the patient without its message.")
+    return outbound.patient_message.body
 
 
 def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:

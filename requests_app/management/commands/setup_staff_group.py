@@ -13,10 +13,12 @@ GROUP_NAME = "Reset staff"
 
 # Exactly what working the queue needs: read and move requests, read the
 # family members and emails, add notes to the timeline, release or delete
-# held submissions. No delete of anything else, nothing
-# of django.contrib.auth (no user management), and not the record of CSV
-# exports (view_exportrecord): that is for an auditor, a practice manager
-# given the permission by hand, not for the staff whose exports it records.
+# held submissions, read the message templates they send. No delete of
+# anything else, nothing of django.contrib.auth (no user management), not
+# the record of CSV exports (view_exportrecord): that is for an auditor, a
+# practice manager given the permission by hand, not for the staff whose
+# exports it records; and no editing of the message templates
+# (change_messagetemplate): what patients are told is a practice manager's.
 PERMISSIONS = (
     ("resetrequest", "view"),
     ("resetrequest", "change"),
@@ -26,6 +28,7 @@ PERMISSIONS = (
     ("outboundemail", "view"),
     ("heldsubmission", "view"),
     ("heldsubmission", "change"),
+    ("messagetemplate", "view"),
 )
 
 
