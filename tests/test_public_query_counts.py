@@ -21,8 +21,9 @@ pytestmark = pytest.mark.django_db
 GUIDE_BUDGET = 0
 FORM_BUDGET = 0
 SUBMITTED_BUDGET = 0
-# The status page: the request, by its reference (a unique index).
-STATUS_BUDGET = 1
+# The status page: the request, by its reference (a unique index), and the
+# practice's messages to the patient (by the request, an index).
+STATUS_BUDGET = 2
 # A new request: a savepoint around the submission, the patient's open
 # request looked for (SELECT … FOR UPDATE), the request, the acknowledgment
 # and the staff notification in the outbox (one insert), the "submitted"

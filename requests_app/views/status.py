@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from .. import selectors
 from ..exceptions import WorkflowError
-from ..models import ResetRequest
+from ..models import ResetRequest, Status
 from ..references import is_reference
 from ..services.workflow import reset_withdraw
 from ..working_hours import due_after
@@ -70,11 +70,20 @@ def _back_to_status(reset_request: ResetRequest) -> HttpResponseRedirect:
 def status(request: HttpRequest, token: str) -> HttpResponse:
     """Where a request stands, reached from the acknowledgment email."""
     reset_request = _request_or_404(token)
+    # The promise is the request's own due time while its clock runs (not
+    # while it waits on the patient: the clock is paused, the time unknown).
+    due_clock_runs = reset_request.status in (Status.NEW, Status.IN_PROGRESS)
     response = _in_its_language(
         request,
         reset_request,
         "requests_app/status.html",
-        {"step": selectors.public_step(reset_request), "sla_hours": settings.RESET_SLA_HOURS},
+        {
+            "step": selectors.public_step(reset_request),
+            "reply_by": reset_request.due_at if due_clock_runs else None,
+            "overdue": selectors.is_overdue(reset_request),
+            # The practice's messages as sent, oldest first.
+            "patient_messages": list(reset_request.patient_messages.only("created_at", "body")),
+        },
     )
     # The token is a secret: keep it out of Referer headers sent elsewhere.
     response["Referrer-Policy"] = "no-referrer"
