@@ -57,8 +57,11 @@ def test_the_page_of_a_new_request_offers_the_one_form_with_nothing_ticked(staff
     for name in ("dob", "phone", "email"):
         box = re.search(rf'<input[^>]*name="{name}"[^>]*>', form)
         assert box is not None and "checked" not in box.group(0)
-    assert not re.search(r'name="outcome"[^>]*checked', form)
-    assert "Verify, resolve and open the next request" in form
+    # The outcome is the button pressed, one per outcome; going on to the
+    # next request is on unless unticked.
+    for value, _label in ResetRequest.Outcome.choices:
+        assert re.search(rf'<button type="submit" class="button[^"]*" name="outcome" value="{value}"', form)
+    assert re.search(r'<input type="checkbox" name="then" value="next" id="rr-then-next" checked>', form)
 
 
 def test_it_starts_verifies_and_resolves_a_new_request_in_one_submit(staff_client, staff):
@@ -138,7 +141,7 @@ def test_once_the_identity_is_checked_the_page_offers_the_outcome_alone(staff_cl
 
     assert 'action="' + url(rr, "verify") + '"' not in page
     assert 'action="' + url(rr, "resolve") + '"' in page
-    assert "Resolve and open the next request" in page
+    assert "Resolve as" in page
 
 
 # --- … and open the next request ----------------------------------------------
@@ -273,7 +276,7 @@ def test_the_main_actions_carry_visible_shortcuts(staff_client):
 
     page = staff_client.get(url(rr)).content.decode()
 
-    for key in ("d", "p", "e", "n", "w", "c", "m"):
+    for key in ("d", "p", "e", "1", "5", "w", "c", "m"):
         assert f'data-shortcut="{key}"' in page
         assert f"<kbd>{key}</kbd>" in page or f">{key}</kbd>" in page
     assert "/static/requests_app/shortcuts.js" in page

@@ -20,6 +20,7 @@ from ..formatting import format_age, person_name, status_label
 from ..models import Action, RequestEvent, ResetRequest, Status
 from ..phones import phone_display, phone_href
 from ..selectors import earlier_requests, is_overdue, next_in_queue
+from ..services.workflow import NOTE_MAX_LENGTH
 from . import forms as admin_forms
 from .action_pages import ACTION_PAGES, ActionPagesMixin, acting_user, label_identity_fields
 
@@ -147,7 +148,8 @@ class RequestPageMixin(ActionPagesMixin):
             "verify_url": self._url("verify", obj),
             "resolve_url": self._url(Action.RESOLVE, obj),
             "verify_form": verify_form,
-            "resolve_form": admin_forms.ResolveForm(initial={"expected_status": obj.status}),
+            "outcomes": ResetRequest.Outcome.choices,
+            "note_max_length": NOTE_MAX_LENGTH,
             "buttons": buttons,
             "next_url": self._url("change", following) if following is not None else "",
             "assign_url": self._url("assign", obj),
