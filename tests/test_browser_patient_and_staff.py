@@ -5,8 +5,8 @@ Celery worker and beat, PostgreSQL, Redis and an SMTP server (tests/support/).
 The patient goes through the help steps, files a request for themselves and
 two family members, reads the confirmation and opens the status link from the
 email that arrived; a staff member signs in to the admin, finds the request by
-its reference, starts it, records the identity check and resolves it; the
-patient's status page then says the access was reset. Every page is saved at
+its reference, and verifies and resolves it in the request page's one form;
+the patient's status page then says the access was reset. Every page is saved at
 phone and desktop width under var/screenshots/journey/.
 """
 
@@ -217,33 +217,25 @@ def test_it_takes_a_patient_from_the_help_steps_to_a_reset_access_with_staff_in_
     screenshots_at_both_widths(staff, shots, "08 admin search")
     rows.first.get_by_role("link", name=reference).click()
 
-    # --- Opens it, starts it, records the identity check, resolves it.
+    # --- Opens it and verifies and resolves it in one form.
     status_badge = staff.locator("#rr-status")
     expect(staff.get_by_role("heading", name=reference)).to_be_visible()
     expect(status_badge).to_have_text("New")
     for member in ("Ilsabet", "Orrin"):
         expect(staff.locator("#content-main")).to_contain_text(member)
     screenshots_at_both_widths(staff, shots, "09 admin request new")
-    staff.get_by_role("button", name="Start", exact=True).click()
-    expect(staff.locator(".messagelist")).to_contain_text(f"{reference} is in progress.")
-    expect(status_badge).to_have_text("In progress")
 
-    identity = staff.get_by_role("region", name="Identity check")
-    identity.get_by_label(re.compile(r"^Date of birth")).check()
-    identity.get_by_label(re.compile(r"^Phone")).check()
-    identity.get_by_role("button", name="Record identity check").click()
-    expect(staff.locator(".messagelist")).to_contain_text(f"Identity check of {reference} recorded.")
-    expect(staff.get_by_role("region", name="Identity check")).to_contain_text("matched date of birth, phone")
-    screenshots_at_both_widths(staff, shots, "10 admin identity recorded")
-
-    staff.get_by_role("link", name="Resolve…").click()
-    expect(staff).to_have_url(re.compile(r"/resolve/\?expected_status=in_progress$"))
-    staff.get_by_label("Re-invited to the portal").check()
-    type_into(staff, staff.get_by_label("Note (optional)"), "Re-sent the invitation from Patient Fusion.")
-    screenshots_at_both_widths(staff, shots, "11 admin resolve form")
-    staff.get_by_role("button", name="Resolve", exact=True).click()
-    expect(staff.locator(".messagelist")).to_contain_text(f"{reference} is resolved; the patient is emailed.")
+    finish = staff.get_by_role("region", name="Verify and resolve")
+    finish.get_by_label(re.compile(r"^Date of birth: ")).check()
+    finish.get_by_label(re.compile(r"^Phone: ")).check()
+    finish.get_by_text("Add an internal note").click()
+    type_into(staff, finish.get_by_label("For staff only: the patient never sees it."), "Re-sent the invitation.")
+    finish.get_by_label("Then open the next request in the queue").uncheck()
+    screenshots_at_both_widths(staff, shots, "10 admin verify and resolve")
+    finish.get_by_role("button", name=re.compile(r"^Re-invited to the portal")).click()
+    expect(staff.locator(".messagelist")).to_contain_text(f"{reference} is verified and resolved; the patient is emailed.")
     expect(status_badge).to_have_text("Resolved")
+    expect(staff.locator("#timeline")).to_contain_text("Re-sent the invitation.")
     screenshots_at_both_widths(staff, shots, "12 admin resolved")
     assert staff_problems.messages == [], "\n".join(staff_problems.messages)
 
