@@ -202,7 +202,7 @@ def test_a_straightforward_request_is_resolved_in_four_clicks_and_two_page_loads
 
 
 def test_enter_in_the_form_resolves_nothing(site: tuple[str, dict[str, str]], desk: tuple[Page, PageProblems]) -> None:
-    url, env = site
+    _, env = site
     page, _ = desk
     [rr] = seed(env, {})
     page.goto(f"{LIST}{rr['pk']}/change/")
@@ -281,7 +281,7 @@ def test_a_wrong_bulk_close_is_caught_by_its_confirmation(
 def test_a_closed_request_is_reopened(
     site: tuple[str, dict[str, str]], desk: tuple[Page, PageProblems], shots: Path
 ) -> None:
-    url, env = site
+    _, env = site
     page, _ = desk
     [rr] = seed(env, {"in_progress": True})
     page.goto(f"{LIST}{rr['pk']}/change/")

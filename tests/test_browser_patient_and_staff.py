@@ -233,7 +233,8 @@ def test_it_takes_a_patient_from_the_help_steps_to_a_reset_access_with_staff_in_
     finish.get_by_label("Then open the next request in the queue").uncheck()
     screenshots_at_both_widths(staff, shots, "10 admin verify and resolve")
     finish.get_by_role("button", name=re.compile(r"^Re-invited to the portal")).click()
-    expect(staff.locator(".messagelist")).to_contain_text(f"{reference} is verified and resolved; the patient is emailed.")
+    done = f"{reference} is verified and resolved; the patient is emailed."
+    expect(staff.locator(".messagelist")).to_contain_text(done)
     expect(status_badge).to_have_text("Resolved")
     expect(staff.locator("#timeline")).to_contain_text("Re-sent the invitation.")
     screenshots_at_both_widths(staff, shots, "12 admin resolved")
