@@ -73,6 +73,8 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
             context["reply_by"] = due_after()
         elif outbound.kind == OutboundEmail.Kind.MESSAGE:
             context["message_text"] = message_as_sent(outbound)
+        elif outbound.kind == OutboundEmail.Kind.STAFF_NEW_REQUEST:
+            context["due_at"] = reset.due_at  # the staff notice's "Due by", in working hours
     elif outbound.kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST:
         overdue_requests = resets_overdue()
         overdue = [
