@@ -8,14 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from requests_app import exceptions, services
 from requests_app.exceptions import ConcurrentChange, IdentityNotVerified, TransitionNotAllowed, WorkflowError
 from requests_app.models import AppendOnlyError, OutboundEmail, RequestEvent, ResetRequest
+from requests_app.working_hours import add_working_hours, working_time_between
 
 from .factories import ResetRequestFactory
 
@@ -37,6 +40,10 @@ def wait(request: ResetRequest, actor: Any) -> ResetRequest:
     return services.reset_wait(reset_id=request.pk, actor=actor)
 
 
+def resume(request: ResetRequest, actor: Any) -> ResetRequest:
+    return services.reset_resume(reset_id=request.pk, actor=actor)
+
+
 def resolve(request: ResetRequest, actor: Any) -> ResetRequest:
     return services.reset_resolve(reset_id=request.pk, actor=actor, outcome="reinvited")
 
@@ -45,11 +52,18 @@ def close(request: ResetRequest, actor: Any) -> ResetRequest:
     return services.reset_close(reset_id=request.pk, actor=actor, reason="withdrawn")
 
 
-MOVES: dict[str, Callable[[ResetRequest, Any], ResetRequest]] = {
-    "in_progress": start,
-    "waiting": wait,
-    "resolved": resolve,
-    "closed": close,
+def reopen(request: ResetRequest, actor: Any) -> ResetRequest:
+    return services.reset_reopen(reset_id=request.pk, actor=actor, reason="still_no_access")
+
+
+# Each staff action, by the name the table of moves keys it by.
+ACTIONS: dict[str, Callable[[ResetRequest, Any], ResetRequest]] = {
+    "start": start,
+    "wait": wait,
+    "resume": resume,
+    "resolve": resolve,
+    "close": close,
+    "reopen": reopen,
 }
 STATUS_TRAITS = {
     "new": {"identity_checked": True},
@@ -58,16 +72,22 @@ STATUS_TRAITS = {
     "resolved": {"resolved": True},
     "closed": {"closed": True},
 }
+# (from, action): where it leads. Three actions lead to in progress, each
+# from its own statuses only.
 ALLOWED = {
-    ("new", "in_progress"),
-    ("new", "closed"),
-    ("in_progress", "waiting"),
-    ("in_progress", "resolved"),
-    ("in_progress", "closed"),
-    ("waiting", "in_progress"),
-    ("waiting", "closed"),
+    ("new", "start"): "in_progress",
+    ("new", "close"): "closed",
+    ("in_progress", "wait"): "waiting",
+    ("in_progress", "resolve"): "resolved",
+    ("in_progress", "close"): "closed",
+    ("waiting", "resume"): "in_progress",
+    ("waiting", "close"): "closed",
+    ("resolved", "reopen"): "in_progress",
+    ("closed", "reopen"): "in_progress",
 }
-FORBIDDEN = sorted((source, target) for source in STATUS_TRAITS for target in MOVES if (source, target) not in ALLOWED)
+FORBIDDEN = sorted(
+    (source, action) for source in STATUS_TRAITS for action in ACTIONS if (source, action) not in ALLOWED
+)
 
 
 def snapshot(request: ResetRequest) -> dict[str, Any]:
@@ -83,11 +103,12 @@ def snapshot(request: ResetRequest) -> dict[str, Any]:
 # --- Allowed moves ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("source", "target"), sorted(ALLOWED))
-def test_it_makes_each_allowed_move_and_records_it_with_the_actor(staff_user, source, target):
+@pytest.mark.parametrize(("source", "action"), sorted(ALLOWED))
+def test_it_makes_each_allowed_move_and_records_it_with_the_actor(staff_user, source, action):
     request = ResetRequestFactory(**STATUS_TRAITS[source])
+    target = ALLOWED[source, action]
 
-    moved = MOVES[target](request, staff_user)
+    moved = ACTIONS[action](request, staff_user)
 
     assert moved.status == target
     stored = ResetRequest.objects.get(pk=request.pk)
@@ -142,15 +163,46 @@ def test_it_keeps_the_assignee_when_someone_else_starts_the_request(staff_user, 
 # --- Forbidden moves ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("source", "target"), FORBIDDEN)
-def test_it_refuses_every_other_move_and_changes_nothing(staff_user, source, target):
+@pytest.mark.parametrize(("source", "action"), FORBIDDEN)
+def test_it_refuses_every_other_move_and_changes_nothing(staff_user, source, action):
     request = ResetRequestFactory(**STATUS_TRAITS[source])
     before = snapshot(request)
 
     with pytest.raises(TransitionNotAllowed):
-        MOVES[target](request, staff_user)
+        ACTIONS[action](request, staff_user)
 
     assert snapshot(request) == before
+
+
+@pytest.mark.parametrize("traits", [{"resolved": True}, {"closed": True}])
+@pytest.mark.parametrize("action", ["start", "resume"])
+def test_it_brings_an_ended_request_back_only_by_reopening_it(staff_user, traits, action):
+    request = ResetRequestFactory(**traits)
+
+    with pytest.raises(TransitionNotAllowed, match="cannot go from"):
+        ACTIONS[action](request, staff_user)
+
+    assert reopen(request, staff_user).status == "in_progress"
+
+
+def test_it_resumes_a_waiting_request_only_by_resume_not_start(staff_user):
+    request = ResetRequestFactory(waiting=True)
+
+    with pytest.raises(TransitionNotAllowed, match="cannot go from waiting on patient to in progress"):
+        start(request, staff_user)
+
+    assert resume(request, staff_user).status == "in_progress"
+
+
+@pytest.mark.parametrize("source", ["new", "in_progress", "waiting"])
+def test_it_says_an_open_request_cannot_be_reopened(staff_user, source):
+    request = ResetRequestFactory(**STATUS_TRAITS[source])
+
+    with pytest.raises(TransitionNotAllowed) as refused:
+        reopen(request, staff_user)
+
+    assert str(refused.value).startswith(f"{request.reference} is still open (")
+    assert str(refused.value).endswith("only a resolved or closed request can be reopened.")
 
 
 def test_it_refuses_to_resolve_without_the_identity_check(staff_user):
@@ -249,6 +301,25 @@ def test_it_sets_the_due_time_reset_sla_working_hours_after_submission(submit, f
     assert ResetRequest.objects.get().due_at == datetime(2026, 6, 16, 13, 0, tzinfo=UTC)
 
 
+def test_it_tells_staff_of_a_new_request_when_it_is_due_in_working_hours(submit, form_data, settings):
+    settings.RESET_SLA_HOURS = 8
+    settings.PRACTICE_HOURS = "Mon-Fri 08:00-17:00"
+    settings.PRACTICE_TIME_ZONE = "America/New_York"
+    settings.STAFF_NOTIFY_EMAIL = "frontdesk@clinic.example"
+
+    submit(form_data())
+
+    [notice] = [m for m in mail.outbox if m.to == ["frontdesk@clinic.example"]]
+    due = ResetRequest.objects.get().due_at.astimezone(ZoneInfo("America/New_York"))
+    shown = f"{due:%a %b} {due.day}, {due:%H:%M} (8 working hours)"
+    # Monday 10:00 in New York, plus 8 working hours: Tuesday 09:00.
+    assert shown == "Tue Jun 16, 09:00 (8 working hours)"
+    assert f"Due by: {shown}" in notice.body
+    [(html, _)] = notice.alternatives
+    assert f"<strong>Due by:</strong> {shown}" in html
+    assert "Due within" not in notice.body + html
+
+
 def test_it_pauses_the_due_clock_while_waiting_on_the_patient(staff_user, time_machine):
     request = ResetRequestFactory(in_progress=True)
     due = request.due_at
@@ -256,11 +327,30 @@ def test_it_pauses_the_due_clock_while_waiting_on_the_patient(staff_user, time_m
     wait(request, staff_user)
     assert ResetRequest.objects.get(pk=request.pk).waiting_since == NOW
     time_machine.shift(timedelta(hours=5))
-    start(request, staff_user)
+    resume(request, staff_user)
 
     stored = ResetRequest.objects.get(pk=request.pk)
     assert stored.due_at == due + timedelta(hours=5)
     assert stored.waiting_since is None
+    assert stored.due_owed is None
+
+
+def test_it_resumes_with_the_working_time_owed_when_the_wait_began(staff_user, time_machine, settings):
+    settings.PRACTICE_HOURS = "Mon-Fri 08:00-17:00"
+    settings.PRACTICE_TIME_ZONE = "America/New_York"
+    request = ResetRequestFactory(in_progress=True)
+    # NOW is Monday 10:00 in New York; the factory's due time, Tuesday 10:00.
+    owed = working_time_between(NOW, request.due_at)
+    assert owed == timedelta(hours=9)
+
+    wait(request, staff_user)
+    # The patient calls back on Thursday at 16:00: one hour left that day.
+    time_machine.move_to(datetime(2026, 6, 18, 20, 0, tzinfo=UTC), tick=False)
+    resume(request, staff_user)
+
+    due = ResetRequest.objects.get(pk=request.pk).due_at
+    assert due == add_working_hours(timezone.now(), owed)
+    assert due == datetime(2026, 6, 19, 20, 0, tzinfo=UTC)  # Friday 16:00 in New York
 
 
 def test_it_adds_up_every_wait(staff_user, time_machine):
@@ -269,11 +359,11 @@ def test_it_adds_up_every_wait(staff_user, time_machine):
 
     wait(request, staff_user)
     time_machine.shift(timedelta(hours=2))
-    start(request, staff_user)
+    resume(request, staff_user)
     time_machine.shift(timedelta(hours=1))  # working on it: the clock runs
     wait(request, staff_user)
     time_machine.shift(timedelta(hours=3))
-    start(request, staff_user)
+    resume(request, staff_user)
 
     assert ResetRequest.objects.get(pk=request.pk).due_at == due + timedelta(hours=5)
 

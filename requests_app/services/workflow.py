@@ -3,7 +3,8 @@ and view of a reset request.
 
 ``check_move`` is the one place that says whether a move may happen and, if
 not, why, in the words staff see; every move here calls it, and the admin
-calls it to decide what to offer. Each function is atomic, records its
+calls it to decide what to offer (``check_verify_and_resolve`` likewise for
+the front desk's one form). Each function is atomic, records its
 timeline event with the acting user in the same transaction, and queues its
 emails to be published after commit.
 """
@@ -15,15 +16,26 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from ..exceptions import ConcurrentChange, IdentityNotVerified, TransitionNotAllowed, WorkflowError
 from ..formatting import person_name, status_label
-from ..models import MOVES, Action, CloseReason, OutboundEmail, RequestEvent, ResetRequest, Status
+from ..models import (
+    MOVES,
+    Action,
+    CloseReason,
+    OutboundEmail,
+    Outcome,
+    ReopenReason,
+    RequestEvent,
+    ResetRequest,
+    Status,
+)
 from ..outbox.queue import email_queue
-from ..working_hours import add_working_hours, working_time_between
+from ..practice_time import practice_zone
+from ..working_hours import add_working_hours, due_after, working_time_between
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -38,10 +50,14 @@ def check_move(reset: ResetRequest, *, action: str, expected_status: str | None 
     """Raise the domain error that forbids ``action`` on ``reset`` now, or
     return if it may go ahead: the status the staff member saw has not
     changed since (``expected_status``), the table of moves allows the
-    action from the current status, and resolving has its identity check."""
-    if expected_status is not None and reset.status != expected_status:
-        raise ConcurrentChange(
-            f"{reset.reference} was changed by someone else; it is now {reset.get_status_display().lower()}."
+    action from the current status, resolving has its identity check, and
+    reopening is within REOPEN_DAYS of the end, for a request whose personal
+    data is still there and whose patient has no other open request."""
+    _check_unchanged(reset, expected_status)
+    if action == Action.REOPEN and reset.is_open:
+        raise TransitionNotAllowed(
+            f"{reset.reference} is still open ({reset.get_status_display().lower()}); "
+            "only a resolved or closed request can be reopened."
         )
     if not reset.allows(action):
         raise TransitionNotAllowed(
@@ -50,6 +66,56 @@ def check_move(reset: ResetRequest, *, action: str, expected_status: str | None 
         )
     if action == Action.RESOLVE and reset.identity_verified_at is None:
         raise IdentityNotVerified(f"Record the identity check of {reset.reference} before resolving it.")
+    if action == Action.REOPEN:
+        _check_reopen(reset)
+
+
+def _check_unchanged(reset: ResetRequest, expected_status: str | None) -> None:
+    if expected_status is not None and reset.status != expected_status:
+        raise ConcurrentChange(
+            f"{reset.reference} was changed by someone else; it is now {reset.get_status_display().lower()}."
+        )
+
+
+def _check_reopen(reset: ResetRequest) -> None:
+    """What the table cannot say about reopening an ended request."""
+    if reset.personal_data_purged_at is not None:
+        raise TransitionNotAllowed(
+            f"{reset.reference} cannot be reopened: its personal data was erased. "
+            "Ask the patient to file a new request."
+        )
+    # A request ended before ended_at was kept counts from its last change.
+    ended_at = reset.ended_at or reset.updated_at
+    if timezone.now() - ended_at > timedelta(days=settings.REOPEN_DAYS):
+        raise TransitionNotAllowed(
+            f"{reset.reference} ended more than {settings.REOPEN_DAYS} days ago; ask the patient to file a new request."
+        )
+    # A patient has one open request at a time (the database's unique index
+    # says so too, but without saying which one).
+    other = (
+        ResetRequest.objects.filter(email=reset.email, date_of_birth=reset.date_of_birth, is_open=True)
+        .exclude(pk=reset.pk)
+        .values_list("reference", flat=True)
+        .first()
+    )
+    if other is not None:
+        raise TransitionNotAllowed(
+            f"{reset.reference} cannot be reopened: the same patient has an open request, {other}. "
+            "Work that one instead."
+        )
+
+
+def check_verify_and_resolve(reset: ResetRequest, *, expected_status: str | None = None) -> None:
+    """Raise the domain error that forbids verifying and resolving ``reset``
+    in one step (reset_verify_and_resolve) now, or return if it may go
+    ahead: it is new or in progress and still shows the status the staff
+    member saw. The identity check's own rule is checked with the answers."""
+    _check_unchanged(reset, expected_status)
+    if reset.status not in (Status.NEW, Status.IN_PROGRESS):
+        raise TransitionNotAllowed(
+            f"{reset.reference} is {reset.get_status_display().lower()}; only a new or in-progress "
+            "request can be verified and resolved in one step."
+        )
 
 
 def _move(
@@ -61,16 +127,19 @@ def _move(
     message: str = "",
     expected_status: str | None = None,
     claim: Q | None = None,
+    read: ResetRequest | None = None,
 ) -> ResetRequest:
     """Make the move of ``action`` on one request if check_move allows it.
 
     The write is a conditional UPDATE on the status read just before, so of
     two staff acting at once exactly one wins; the other gets
     ConcurrentChange and nothing is written for them. ``claim`` adds to the
-    UPDATE's condition what else must not have changed since that read.
+    UPDATE's condition what else must not have changed since that read;
+    ``read``: the caller's own read of the request, when it wrote its
+    ``fields`` or ``message`` from it.
     """
     now = timezone.now()
-    reset = ResetRequest.objects.get(pk=reset_id)
+    reset = read if read is not None else ResetRequest.objects.get(pk=reset_id)
     check_move(reset, action=action, expected_status=expected_status)
     current, to_status = reset.status, MOVES[action].to_status
     changes: dict[str, Any] = dict(fields or {})
@@ -117,9 +186,9 @@ def _move(
 
 
 def reset_start(*, reset_id: int, actor: User | None, expected_status: str | None = None) -> ResetRequest:
-    """new → in progress, or waiting → in progress (the patient answered).
-    Starting an unassigned request assigns it to the one who starts it,
-    in the same transaction as the move and its events."""
+    """new → in progress, and nothing else (a waiting request resumes, an
+    ended one is reopened). Starting an unassigned request assigns it to the
+    one who starts it, in the same transaction as the move and its events."""
     with transaction.atomic():
         reset = ResetRequest.objects.only("assignee_id").get(pk=reset_id)
         fields: dict[str, Any] = {}
@@ -149,6 +218,14 @@ def reset_wait(
 ) -> ResetRequest:
     """in progress → waiting on the patient; the due clock pauses."""
     return _move(reset_id=reset_id, action=Action.WAIT, actor=actor, message=note, expected_status=expected_status)
+
+
+def reset_resume(
+    *, reset_id: int, actor: User | None, note: str = "", expected_status: str | None = None
+) -> ResetRequest:
+    """waiting → in progress: the patient answered. The due clock runs again
+    with the working time that was still owed when the wait began."""
+    return _move(reset_id=reset_id, action=Action.RESUME, actor=actor, message=note, expected_status=expected_status)
 
 
 def reset_resolve(
@@ -193,6 +270,93 @@ def reset_close(
         message=note,
         expected_status=expected_status,
     )
+
+
+def reset_reopen(
+    *,
+    reset_id: int,
+    actor: User | None,
+    reason: str,
+    note: str = "",
+    notify_patient: bool = True,
+    expected_status: str | None = None,
+) -> ResetRequest:
+    """resolved or closed → in progress, within REOPEN_DAYS of the end, with
+    a reason (ReopenReason). Atomic. The request starts over: outcome, close
+    reason and identity check are cleared (the timeline keeps what they
+    were), the due clock starts again from now, and the request is the
+    actor's. Queues the reopened email to the patient unless
+    ``notify_patient`` is off. Refused, naming it, while the same patient
+    has another open request; of two staff reopening at once one wins, the
+    other gets ConcurrentChange."""
+    if reason not in ReopenReason.values:
+        raise WorkflowError("Choose why the request is reopened.")
+    now = timezone.now()
+    # The fields and the message are written from this read; _move checks
+    # the move on it and writes only if the row is still as read.
+    reset = ResetRequest.objects.get(pk=reset_id)
+    fields: dict[str, Any] = {
+        "outcome": "",
+        "close_reason": "",
+        "identity_dob_matched": False,
+        "identity_phone_matched": False,
+        "identity_email_matched": False,
+        "identity_verified_by": None,
+        "identity_verified_at": None,
+        "ended_at": None,
+        "due_at": due_after(now),
+        "waiting_since": None,
+        "due_owed": None,
+    }
+    reassigned = actor is not None and reset.assignee_id != actor.pk
+    if reassigned:
+        fields["assignee"] = actor
+    try:
+        with transaction.atomic():
+            reopened = _move(
+                reset_id=reset_id,
+                action=Action.REOPEN,
+                actor=actor,
+                fields=fields,
+                message=_reopen_message(reset, reason=reason, note=note),
+                expected_status=expected_status,
+                # What the message says was cleared is what is cleared: the
+                # request ended no other time and was not purged since.
+                claim=Q(ended_at=reset.ended_at, personal_data_purged_at__isnull=True),
+                read=reset,
+            )
+            if reassigned:
+                RequestEvent.objects.record(
+                    reopened, RequestEvent.Kind.ASSIGNED, actor=actor, message=f"Assigned to {person_name(actor)}"
+                )
+            if notify_patient:
+                email_queue(reset=reopened, kind=OutboundEmail.Kind.REOPENED, to=reopened.email, actor=actor)
+    except IntegrityError:
+        # The patient filed a new request after check_move looked: the
+        # one-open-request index refused the reopen. Say which request.
+        check_move(ResetRequest.objects.get(pk=reset_id), action=Action.REOPEN)
+        raise
+    return reopened
+
+
+def _reopen_message(reset: ResetRequest, *, reason: str, note: str) -> str:
+    """The reopen's timeline line: why, the note, and what it cleared."""
+    why = "Other reason" if reason == ReopenReason.OTHER else ReopenReason(reason).label
+    parts = [f"Reopened: {why}."]
+    note = note.strip()
+    if note:
+        parts.append(f"Note: {note}" if note[-1] in ".!?" else f"Note: {note}.")
+    was = status_label(reset.status).lower()
+    if reset.outcome:
+        was += f" ({Outcome(reset.outcome).label})"
+    elif reset.close_reason:
+        was += f" ({CloseReason(reset.close_reason).label})"
+    if reset.identity_verified_at is not None:
+        checked = reset.identity_verified_at.astimezone(practice_zone())
+        by = f" by {person_name(reset.identity_verified_by)}" if reset.identity_verified_by_id else ""
+        was += f"; identity check{by} on {checked:%b} {checked.day} cleared"
+    parts.append(f"Was: {was}.")
+    return " ".join(parts)
 
 
 # The timeline's words for a patient's own "I can get in now" (staff read them).
@@ -285,29 +449,117 @@ def reset_resend_acknowledgment(*, reset_id: int, actor: User | None) -> Outboun
 
 
 def reset_record_identity_check(
-    *, reset_id: int, actor: User | None, dob: bool, phone: bool, email: bool
+    *,
+    reset_id: int,
+    actor: User | None,
+    dob: bool,
+    phone: bool,
+    email: bool,
+    expected_status: str | None = None,
 ) -> ResetRequest:
-    """Record which identifiers matched the chart, who checked and when.
-    The date of birth and one more identifier must match."""
+    """Record which identifiers matched the chart, who checked and when, on
+    an open request. The date of birth and one more identifier must match.
+    Atomic; ConcurrentChange if the status moved since it was read (or
+    since the staff member's page showed ``expected_status``)."""
+    _require_identity_match(dob=dob, phone=phone, email=email)
+    now = timezone.now()
+    with transaction.atomic():
+        reset = ResetRequest.objects.get(pk=reset_id)
+        _check_unchanged(reset, expected_status)
+        if not reset.is_open:
+            raise TransitionNotAllowed(f"{reset.reference} has ended.")
+        claimed = ResetRequest.objects.filter(pk=reset_id, status=reset.status).update(
+            identity_dob_matched=dob,
+            identity_phone_matched=phone,
+            identity_email_matched=email,
+            identity_verified_by=actor,
+            identity_verified_at=now,
+            updated_at=now,
+        )
+        if claimed != 1:
+            raise ConcurrentChange(
+                f"{reset.reference} was changed by someone else at the same time; nothing was saved."
+            )
+        reset.refresh_from_db()
+        matched = ", ".join(name for name, ok in (("date of birth", dob), ("phone", phone), ("email", email)) if ok)
+        RequestEvent.objects.record(
+            reset, RequestEvent.Kind.IDENTITY, actor=actor, message=f"Matched the chart: {matched}", at=now
+        )
+    return reset
+
+
+def _require_identity_match(*, dob: bool, phone: bool, email: bool) -> None:
     if not (dob and (phone or email)):
         raise IdentityNotVerified(
             "Identity is verified when the date of birth and at least one more identifier "
             "(phone or email) match the chart."
         )
-    now = timezone.now()
+
+
+def reset_verify_and_resolve(
+    *,
+    reset_id: int,
+    actor: User | None,
+    dob: bool,
+    phone: bool,
+    email: bool,
+    outcome: str,
+    note: str = "",
+    expected_status: str | None = None,
+) -> ResetRequest:
+    """The front desk's one form for a straightforward request, from new or
+    in progress: started (if new, which assigns it if nobody holds it), the
+    identity check recorded and resolved with ``outcome``, in ONE
+    transaction, each step its own timeline event with the actor; the
+    resolution email is queued. All or nothing: a check that does not meet
+    the rule (IdentityNotVerified), an unknown outcome, or a move someone
+    made meanwhile (ConcurrentChange) writes nothing at all."""
+    if outcome not in Outcome.values:
+        raise WorkflowError("Choose the outcome of the reset.")
+    _require_identity_match(dob=dob, phone=phone, email=email)
+    reset = ResetRequest.objects.get(pk=reset_id)
+    check_verify_and_resolve(reset, expected_status=expected_status)
     with transaction.atomic():
-        reset = ResetRequest.objects.select_for_update().get(pk=reset_id)
-        if not reset.is_open:
-            raise TransitionNotAllowed(f"{reset.reference} has ended.")
-        reset.identity_dob_matched = dob
-        reset.identity_phone_matched = phone
-        reset.identity_email_matched = email
-        reset.identity_verified_by = actor
-        reset.identity_verified_at = now
-        reset.save()
-        matched = ", ".join(name for name, ok in (("date of birth", dob), ("phone", phone), ("email", email)) if ok)
+        # Each step expects the status the one before left: a move made by
+        # someone else in between raises ConcurrentChange and the whole
+        # transaction, earlier steps included, is rolled back.
+        if reset.status == Status.NEW:
+            reset_start(reset_id=reset_id, actor=actor, expected_status=Status.NEW)
+        reset_record_identity_check(
+            reset_id=reset_id, actor=actor, dob=dob, phone=phone, email=email, expected_status=Status.IN_PROGRESS
+        )
+        return reset_resolve(
+            reset_id=reset_id, actor=actor, outcome=outcome, note=note, expected_status=Status.IN_PROGRESS
+        )
+
+
+def reset_change_language(*, reset_id: int, actor: User | None, language: str) -> ResetRequest:
+    """Write the patient's emails and status page in ``language`` (one of
+    settings.LANGUAGES) from now on, with a timeline event. Open or ended
+    requests alike, not one whose personal data was erased. The same
+    language again changes nothing and records nothing. Atomic."""
+    names = dict(settings.LANGUAGES)
+    if language not in names:
+        raise WorkflowError(f"Choose one of the languages: {', '.join(names.values())}.")
+    with transaction.atomic():
+        reset = ResetRequest.objects.get(pk=reset_id)
+        if reset.personal_data_purged_at is not None:
+            raise WorkflowError(f"{reset.reference}'s personal data was erased; its language is not changed.")
+        if reset.language == language:
+            return reset
+        before = reset.language
+        # Only if nobody changed it (or purged the request) since the read.
+        claimed = ResetRequest.objects.filter(
+            pk=reset_id, language=before, personal_data_purged_at__isnull=True
+        ).update(language=language, updated_at=timezone.now())
+        if claimed != 1:
+            raise ConcurrentChange(f"{reset.reference} was changed by someone else; nothing was saved.")
+        reset.refresh_from_db()
         RequestEvent.objects.record(
-            reset, RequestEvent.Kind.IDENTITY, actor=actor, message=f"Matched the chart: {matched}", at=now
+            reset,
+            RequestEvent.Kind.LANGUAGE,
+            actor=actor,
+            message=f"Language changed from {names.get(before, before)} to {names[language]}",
         )
     return reset
 
