@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -293,3 +294,20 @@ def test_it_keeps_a_formula_typed_by_a_patient_as_text_in_the_export(staff_clien
     record = dict(zip(rows[0], rows[1], strict=True))
     assert record["first_name"] == '\'=HYPERLINK("http://evil")'
     assert record["phone"] == "+15552013344"
+
+
+def test_due_soon_counts_working_hours_not_the_weekend(staff_client, time_machine, settings):
+    """Friday 16:30 in the practice's default hours (Mon-Fri 08:00-17:00):
+    a request due Monday 09:00 is 1.5 working hours away, so due soon; one
+    due Tuesday 09:00 is 10.5 working hours away, so not."""
+    settings.PRACTICE_HOURS = "Mon-Fri 08:00-17:00"
+    zone = ZoneInfo(settings.PRACTICE_TIME_ZONE)
+    time_machine.move_to(datetime(2026, 6, 12, 16, 30, tzinfo=zone), tick=False)  # a Friday
+    monday = ResetRequestFactory(due_at=datetime(2026, 6, 15, 9, 0, tzinfo=zone))
+    tuesday = ResetRequestFactory(due_at=datetime(2026, 6, 16, 9, 0, tzinfo=zone))
+
+    page = staff_client.get(LIST).content.decode()
+
+    rows = {rr.reference: page[page.index(rr.reference) :][:1500] for rr in (monday, tuesday)}
+    assert "Due soon" in rows[monday.reference].split("</tr>")[0]
+    assert "Due soon" not in rows[tuesday.reference].split("</tr>")[0]

@@ -8,7 +8,6 @@ import functools
 import operator
 import re
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -29,6 +28,7 @@ from ..phones import searched_phone
 from ..practice_time import week_start
 from ..references import reference_q
 from ..selectors import is_overdue, overdue_q
+from ..working_hours import add_working_hours
 from .action_pages import acting_user
 from .export import EXPORT_URL_NAME, ExportMixin
 from .paginator import CappedCountPaginator
@@ -46,7 +46,7 @@ REASON_SHORT = {
     Reason.OTHER: "Other",
 }
 STATUS_SHORT = {Status.WAITING: "Waiting"}
-# "Due soon" mark: due within this many hours.
+# "Due soon" mark: due within this many working hours.
 DUE_SOON_HOURS = 4
 
 
@@ -244,7 +244,7 @@ class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):
                 format_age(now - obj.due_at),
                 format_when(obj.due_at),
             )
-        if obj.due_at < now + timedelta(hours=DUE_SOON_HOURS):
+        if obj.due_at < add_working_hours(now, DUE_SOON_HOURS):
             return format_html('<span class="rr-badge rr-due-soon">Due soon</span> {}', format_when(obj.due_at))
         return format_when(obj.due_at)
 
