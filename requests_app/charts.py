@@ -4,10 +4,11 @@ this solve it?" yes answers against the requests filed. The queries, and
 the geometry of the SVG that templates/admin/requests_app/includes/charts.html
 draws from it.
 
-Drawn on the server as plain SVG: a dozen bars and two lines need no
-charting library (the pure-Python ones, pygal and leather, render whole
-documents with their own styles and scripts, which the staff pages' CSP
-and dark theme would fight), and the page stays free of JavaScript.
+Drawn on the server as plain SVG, with no charting library: a dozen bars
+and two lines are little geometry, and pygal, the well-kept pure-Python
+one, writes a <style> element and a tooltip script into each SVG, which the
+staff pages' CSP (style and script from our own files only) refuses and
+the admin's dark theme would not reach. The page stays free of JavaScript.
 
 The numbers come from three queries whatever the tables hold, each reading
 only the twelve weeks' rows from an index, and are kept in the
@@ -148,16 +149,17 @@ def compute_chart_data(now: datetime) -> ChartData:
     ended = list(
         ResetRequest.objects.filter(ended_at__gte=since)
         .order_by("-ended_at")
-        .values_list("status", "submitted_at", "ended_at")[:ENDED_CAP]
+        .values_list("status", "submitted_at", "ended_at")[: ENDED_CAP + 1]
     )
+    capped = len(ended) > ENDED_CAP
+    del ended[ENDED_CAP:]
     hours: dict[date, list[float]] = defaultdict(list)
     for status, submitted_at, ended_at in ended:
         if status == Status.RESOLVED and ended_at is not None:
             worked = working_time_between(submitted_at, ended_at)
             hours[_monday(practice_today(ended_at))].append(max(worked.total_seconds(), 0) / 3600)
-    capped = len(ended) == ENDED_CAP
-    # With the cap reached, the week of the oldest row read may be partly
-    # read and the weeks before it not at all.
+    # Past the cap, the week of the oldest row read may be partly read and
+    # the weeks before it not at all: they are left out.
     complete_from = _monday(practice_today(ended[-1][2])) + timedelta(weeks=1) if capped else mondays[0]
 
     helped: dict[date, int] = dict.fromkeys(mondays, 0)

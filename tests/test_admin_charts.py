@@ -209,6 +209,22 @@ def test_it_leaves_a_gap_for_a_week_with_nothing_resolved_not_a_zero(staff_clien
     assert counts == ["1", "0", "0", "0", "0", "0", "0", "0", "1", "0", "2", "1"]
 
 
+def test_it_leaves_out_the_weeks_past_the_cap_on_ended_requests_and_says_so(staff_client, resolutions, monkeypatch):
+    # Newest first: this week's, Mar 6 (closed), then Mar 2's two: the third
+    # read is one of Mar 2's, so that week is only partly read.
+    monkeypatch.setattr(charts, "ENDED_CAP", 3)
+
+    page = admin_index(staff_client)
+
+    per_week = table(page, RESOLVE)
+    assert per_week[THIS_WEEK] == {"Resolved": "1", "Median, working hours": "2.5"}
+    for name in week_names()[:-1]:
+        assert per_week[name] == {"Resolved": "not counted", "Median, working hours": "not counted"}, name
+    assert "More than 3 requests ended in these weeks" in " ".join(page.split())
+    # The other charts are whole.
+    assert table(page, FILED)["Mar 2"]["All"] == "2"
+
+
 # --- The guide's help against requests filed ------------------------------------------
 
 
