@@ -352,7 +352,7 @@ class Chart:
 def _scale(largest: float, *, whole: bool) -> tuple[float, list[float]]:
     """The y axis's top and its ticks: 0 and steps of 1, 2 or 5 times a
     power of ten, four or five of them above 0."""
-    largest = max(largest, 4 if whole else 1)
+    largest = max(largest, 4)
     rough = largest / 4
     magnitude = 10 ** math.floor(math.log10(rough))
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= rough)
