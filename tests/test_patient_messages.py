@@ -557,3 +557,24 @@ def test_the_purge_erases_a_request_with_messages_and_keeps_their_text(
     assert reset.emails.get().to == ""
     message.refresh_from_db()
     assert message.body.startswith(CALLED_EN.format(ref=reset.reference))
+
+
+def test_a_message_email_sent_again_from_the_outbox_carries_the_same_text(
+    staff_client, staff, django_capture_on_commit_callbacks
+):
+    reset = patient_request()
+    message = send(reset, staff, django_capture_on_commit_callbacks)
+    first = OutboundEmail.objects.get(reset=reset, kind=OutboundEmail.Kind.MESSAGE)
+    OutboundEmail.objects.filter(pk=first.pk).update(state=OutboundEmail.State.FAILED)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(
+            "/admin/requests_app/outboundemail/", {"action": "send_again", "_selected_action": [first.pk]}
+        )
+
+    again = OutboundEmail.objects.filter(reset=reset, kind=OutboundEmail.Kind.MESSAGE).exclude(pk=first.pk).get()
+    assert again.patient_message == message
+    assert again.state == OutboundEmail.State.SENT
+    [delivered] = mail.outbox
+    assert message.body in text_part(delivered)

@@ -9,17 +9,25 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..exceptions import WorkflowError
-from ..models import OutboundEmail, RequestEvent, ResetRequest
+from ..models import OutboundEmail, PatientMessage, RequestEvent, ResetRequest
 from .publish import publish_by_queue
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 
-def email_queue(*, reset: ResetRequest | None, kind: str, to: str, actor: User | None = None) -> OutboundEmail:
+def email_queue(
+    *,
+    reset: ResetRequest | None,
+    kind: str,
+    to: str,
+    actor: User | None = None,
+    patient_message: PatientMessage | None = None,
+) -> OutboundEmail:
     """Put one email in the outbox, in the caller's transaction, and hand its
-    id to Celery once that transaction commits."""
-    [outbound] = email_queue_many(messages=[(reset, kind, to)], actor=actor)
+    id to Celery once that transaction commits. A message to the patient
+    names the PatientMessage whose text it carries."""
+    [outbound] = email_queue_many(messages=[(reset, kind, to)], actor=actor, patient_message=patient_message)
     return outbound
 
 
@@ -28,6 +36,7 @@ def email_queue_many(
     messages: Sequence[tuple[ResetRequest | None, str, str]],
     actor: User | None = None,
     also_record: Sequence[RequestEvent] = (),
+    patient_message: PatientMessage | None = None,
 ) -> list[OutboundEmail]:
     """Put several emails (``messages``: (reset request, kind, to) each) in
     the outbox with one insert for the rows and one for their timeline events
@@ -37,7 +46,9 @@ def email_queue_many(
     default queue, each in batches a worker sends over one SMTP connection."""
     now = timezone.now()
     rows = OutboundEmail.objects.bulk_create(
-        OutboundEmail(reset=reset, kind=kind, to=to, created_at=now, next_attempt_at=now)
+        OutboundEmail(
+            reset=reset, kind=kind, to=to, created_at=now, next_attempt_at=now, patient_message=patient_message
+        )
         for reset, kind, to in messages
     )
     RequestEvent.objects.bulk_create(
@@ -71,4 +82,10 @@ def email_send_again(*, email_id: int, actor: User | None) -> OutboundEmail:
             raise WorkflowError(f"Email #{original.pk} is still being sent; wait for it to be sent or to fail.")
         if not original.to:
             raise WorkflowError(f"Email #{original.pk} has no address any more (personal data erased).")
-        return email_queue(reset=original.reset, kind=original.kind, to=original.to, actor=actor)
+        return email_queue(
+            reset=original.reset,
+            kind=original.kind,
+            to=original.to,
+            actor=actor,
+            patient_message=original.patient_message,
+        )

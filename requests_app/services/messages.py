@@ -102,8 +102,6 @@ def reset_send_message(
         RequestEvent.objects.record(
             reset, RequestEvent.Kind.MESSAGE, actor=actor, message=f"{template.title}: {text}", at=now
         )
-        outbound = email_queue(reset=reset, kind=OutboundEmail.Kind.MESSAGE, to=reset.email, actor=actor)
-        # Before commit, so no worker ever reads the row without its text.
-        OutboundEmail.objects.filter(pk=outbound.pk).update(patient_message=message)
+        email_queue(reset=reset, kind=OutboundEmail.Kind.MESSAGE, to=reset.email, actor=actor, patient_message=message)
     logger.info("message template %s sent to the patient of %s", template.pk, reset.reference)
     return message
