@@ -43,10 +43,17 @@ def crispy_templates() -> Path:
 
 
 def files(patterns: Iterable[str], root: Path = REPO) -> list[Path]:
+    """The files the patterns name, as the build's fast-glob reads them: a
+    pattern starting with ! takes its files out of the others'."""
     found: set[Path] = set()
+    left_out: set[Path] = set()
     for pattern in patterns:
-        found.update(path for path in root.glob(pattern) if path.is_file())
-    return sorted(found)
+        if pattern.startswith("!"):
+            # fast-glob's "dir/**" is every file below dir; pathlib's, only the folders.
+            left_out.update(root.glob(pattern[1:].removesuffix("/**") + "/**/*"))
+        else:
+            found.update(path for path in root.glob(pattern) if path.is_file())
+    return sorted(found - left_out)
 
 
 # --- Which classes the content names ----------------------------------------

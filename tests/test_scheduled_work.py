@@ -55,7 +55,7 @@ def test_it_leaves_a_request_that_has_not_waited_long_enough(staff_user, setting
 def test_it_never_auto_closes_a_request_staff_are_working_on(staff_user, settings):
     settings.WAITING_AUTO_CLOSE_DAYS = 14
     request = wait_on_patient(staff_user)
-    services.reset_start(reset_id=request.pk, actor=staff_user)  # the patient called back
+    services.reset_resume(reset_id=request.pk, actor=staff_user)  # the patient called back
     with time_machine.travel(timezone.now() + timedelta(days=30)):
         assert services.resets_close_stale_waiting() == 0
     request.refresh_from_db()

@@ -203,7 +203,7 @@ def test_waiting_freezes_the_working_hours_still_owed(staff_user, time_machine):
     at(time_machine, ny(2026, 6, 15, 16, 30))
     assert not resets_overdue().exists()
     at(time_machine, ny(2026, 6, 16, 10, 0))  # Tuesday 10:00, the patient answers
-    resumed = services.reset_start(reset_id=reset.pk, actor=staff_user)
+    resumed = services.reset_resume(reset_id=reset.pk, actor=staff_user)
 
     assert resumed.due_at == ny(2026, 6, 18, 11, 0)  # Tuesday 7 h, Wednesday 9 h, Thursday 3 h
     assert working_time_between(ny(2026, 6, 16, 10, 0), resumed.due_at) == timedelta(hours=19)
@@ -221,7 +221,7 @@ def test_what_is_owed_stays_frozen_when_a_closed_date_is_added_during_the_wait(s
 
     settings.PRACTICE_CLOSED_DATES = "2026-06-12"  # Friday, closed after all
     at(time_machine, ny(2026, 6, 15, 10, 0))
-    resumed = services.reset_start(reset_id=reset.pk, actor=staff_user)
+    resumed = services.reset_resume(reset_id=reset.pk, actor=staff_user)
 
     # 19 working hours from Monday 10:00: Monday 7, Tuesday 9, Wednesday 3.
     assert resumed.due_at == ny(2026, 6, 17, 11, 0)
@@ -236,7 +236,7 @@ def test_a_request_overdue_when_it_began_to_wait_is_as_overdue_when_it_resumes(s
     assert services.reset_wait(reset_id=reset.pk, actor=staff_user).due_owed == -timedelta(hours=3)
 
     at(time_machine, ny(2026, 6, 17, 9, 0))
-    resumed = services.reset_start(reset_id=reset.pk, actor=staff_user)
+    resumed = services.reset_resume(reset_id=reset.pk, actor=staff_user)
 
     assert resumed.due_at == ny(2026, 6, 16, 15, 0)  # Wednesday 09:00 less 3 working hours
     assert list(resets_overdue()) == [resumed]
@@ -252,7 +252,7 @@ def test_a_request_set_waiting_before_the_owed_time_was_kept_resumes_from_its_du
         waiting_since=ny(2026, 6, 11, 16, 0),  # 3 working hours before its due time
     )
 
-    resumed = services.reset_start(reset_id=reset.pk, actor=staff_user)
+    resumed = services.reset_resume(reset_id=reset.pk, actor=staff_user)
 
     assert resumed.due_at == ny(2026, 6, 15, 12, 0)
 
