@@ -81,7 +81,8 @@ def queue_dashboard(context: template.Context) -> dict[str, Any]:
                 "value": format_age(median) if median is not None else "—",
                 "url": None,
                 "hint": (
-                    f"{numbers['resolved_in_window']} resolved in the last {numbers['window_days']} days"
+                    f"calendar time, waiting included; {numbers['resolved_in_window']} resolved "
+                    f"in the last {numbers['window_days']} days"
                     if median is not None
                     else f"nothing resolved in the last {numbers['window_days']} days"
                 ),
