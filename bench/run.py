@@ -351,6 +351,7 @@ def admin_variants(stack: BenchStack) -> dict[str, str]:
         "SELECT reference FROM requests_app_resetrequest WHERE last_name <> %s ORDER BY id DESC LIMIT 1",
         (RARE_LAST_NAME,),
     )
+    newest = stack.scalar("SELECT id FROM requests_app_resetrequest ORDER BY id DESC LIMIT 1")
     return {
         "default": ADMIN_LIST,
         "status=new": ADMIN_LIST + "?status__exact=new",
@@ -359,6 +360,8 @@ def admin_variants(stack: BenchStack) -> dict[str, str]:
         "search reference": ADMIN_LIST + "?q=" + quote(reference),
         "search last name (common)": ADMIN_LIST + "?q=Garcia",
         "search last name (rare)": ADMIN_LIST + "?q=" + RARE_LAST_NAME,
+        # One request's page: its earlier requests and the next one in the queue.
+        "request page": f"{ADMIN_LIST}{newest}/change/",
     }
 
 

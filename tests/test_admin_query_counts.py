@@ -1,7 +1,8 @@
 """What a staff page costs in queries, and that the cost does not grow with
 the table: the list (as it opens, filtered, searched), a request's page
-(short and long timelines) and the CSV export cost exactly as many queries
-with 1,000 requests as with 10.
+(short and long timelines), its action pages (a message, waiting), the admin
+index with its charts and the CSV export cost exactly as many queries with
+1,000 requests as with 10.
 
 The budgets are exact: a new query on one of these pages is a decision to
 make on purpose (and to write down here), not a side effect.
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -157,3 +159,39 @@ def test_it_shows_a_request_page_with_the_same_queries_whoever_wrote_its_timelin
         services.reset_add_note(reset_id=rr.pk, actor=colleague, text="Tried too")
 
     assert count_queries(get(staff_client, f"{LIST}{rr.pk}/change/")) == CHANGE_BUDGET
+
+
+# The action pages of a request: the request, then what each form shows —
+# the message page its offered templates; reopen and wait nothing more.
+ACTION_PAGES_BUDGETS = {"message": AROUND_EVERY_PAGE + 2, "wait": AROUND_EVERY_PAGE + 1}
+# The admin index: the tiles' aggregate, on SQLite the median's middle rows,
+# the held count and the guide's answers; then the charts' three (requests
+# filed per week and reason, the requests that ended in the twelve weeks,
+# the guide's answers per day) when their five-minute cache is cold.
+INDEX_BUDGET = AROUND_EVERY_PAGE + 4 + 3
+
+
+def test_a_requests_action_pages_cost_the_same_with_10_or_1000_requests(staff_client):
+    seed(10)
+    rr = ResetRequestFactory(in_progress=True)
+    pages = {name: f"{LIST}{rr.pk}/{name}/" for name in ACTION_PAGES_BUDGETS}
+    with_ten = {name: count_queries(get(staff_client, page)) for name, page in pages.items()}
+    seed(990)
+
+    with_thousand = {name: count_queries(get(staff_client, page)) for name, page in pages.items()}
+
+    assert with_ten == with_thousand == ACTION_PAGES_BUDGETS
+
+
+def test_the_admin_index_with_its_charts_costs_the_same_with_10_or_1000_requests(staff_client):
+    seed(10)
+    ResetRequestFactory(resolved=True)  # something to take the median of
+    get(staff_client, "/admin/")()  # the content type and permission lookups a running server has cached
+    caches["fragments"].clear()
+    with_ten = count_queries(get(staff_client, "/admin/"))
+    seed(990)
+    caches["fragments"].clear()
+
+    with_thousand = count_queries(get(staff_client, "/admin/"))
+
+    assert (with_ten, with_thousand) == (INDEX_BUDGET, INDEX_BUDGET)
