@@ -1,11 +1,13 @@
-"""The small pages of a request's workflow forms: start, wait, resolve,
-close, assign, resend and the identity check and note that post from the
-request's page.
+"""The views behind a request's page: each action of the table of moves
+(start, resume, wait, resolve, close, reopen), the one form that verifies and
+resolves, a message to the patient, the language, assign, resend, and the
+identity check and note that post from the page.
 
 Each form posts to its own view, which calls one service with the status the
 staff member saw; a GET of an action's page first asks
 ``services.check_move`` and sends the staff member back with its message
-when the action is not possible.
+when the action is not possible. A finishing action posted with
+``then=next`` leads on to the next request in the queue (``_after``).
 """
 
 from __future__ import annotations
