@@ -12,21 +12,13 @@ from django.core import mail
 
 from requests_app import services
 from requests_app.exceptions import WorkflowError
-from requests_app.models import OutboundEmail, RequestEvent, ResetRequest
+from requests_app.models import RequestEvent, ResetRequest
 
 from .factories import ResetRequestFactory
+from .support.snapshots import snapshot
 from .test_i18n import _compiled_catalogs  # noqa: F401  (the Spanish catalog, compiled as make does)
 
 pytestmark = pytest.mark.django_db
-
-
-def snapshot(request: ResetRequest) -> dict[str, Any]:
-    fresh = ResetRequest.objects.get(pk=request.pk)
-    return {
-        "row": {f.attname: getattr(fresh, f.attname) for f in ResetRequest._meta.concrete_fields},
-        "events": list(RequestEvent.objects.filter(reset=request).values_list("pk", flat=True)),
-        "emails": list(OutboundEmail.objects.filter(reset=request).values_list("pk", flat=True)),
-    }
 
 
 def change(request: ResetRequest, actor: Any, language: Any) -> ResetRequest:

@@ -15,11 +15,12 @@ from django.core import mail
 
 from requests_app import services
 from requests_app.exceptions import ConcurrentChange, TransitionNotAllowed, WorkflowError
-from requests_app.models import Action, OutboundEmail, RequestEvent, ResetRequest
+from requests_app.models import Action, RequestEvent, ResetRequest
 from requests_app.services import workflow
 from requests_app.working_hours import add_working_hours
 
 from .factories import ResetRequestFactory, StaffUserFactory
+from .support.snapshots import snapshot
 from .test_i18n import _compiled_catalogs  # noqa: F401  (the Spanish catalog, compiled as make does)
 
 pytestmark = pytest.mark.django_db
@@ -49,15 +50,6 @@ def resolved_by(nurse: Any, **fields: Any) -> ResetRequest:
 def reopen(request: ResetRequest, actor: Any, **kwargs: Any) -> ResetRequest:
     kwargs.setdefault("reason", "still_no_access")
     return services.reset_reopen(reset_id=request.pk, actor=actor, **kwargs)
-
-
-def snapshot(request: ResetRequest) -> dict[str, Any]:
-    fresh = ResetRequest.objects.get(pk=request.pk)
-    return {
-        "row": {f.attname: getattr(fresh, f.attname) for f in ResetRequest._meta.concrete_fields},
-        "events": list(RequestEvent.objects.filter(reset=request).values_list("pk", flat=True)),
-        "emails": list(OutboundEmail.objects.filter(reset=request).values_list("pk", flat=True)),
-    }
 
 
 def reopen_event(request: ResetRequest) -> RequestEvent:

@@ -14,10 +14,11 @@ from django.core import mail
 
 from requests_app import services
 from requests_app.exceptions import ConcurrentChange, IdentityNotVerified, TransitionNotAllowed, WorkflowError
-from requests_app.models import OutboundEmail, RequestEvent, ResetRequest
+from requests_app.models import RequestEvent, ResetRequest
 from requests_app.services import workflow
 
 from .factories import ResetRequestFactory
+from .support.snapshots import snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -32,15 +33,6 @@ def _frozen(time_machine: Any) -> None:
 def verify_and_resolve(request: ResetRequest, actor: Any, **kwargs: Any) -> ResetRequest:
     answers = {"dob": True, "phone": True, "email": False, "outcome": "reinvited", **kwargs}
     return services.reset_verify_and_resolve(reset_id=request.pk, actor=actor, **answers)
-
-
-def snapshot(request: ResetRequest) -> dict[str, Any]:
-    fresh = ResetRequest.objects.get(pk=request.pk)
-    return {
-        "row": {f.attname: getattr(fresh, f.attname) for f in ResetRequest._meta.concrete_fields},
-        "events": list(RequestEvent.objects.filter(reset=request).values_list("pk", flat=True)),
-        "emails": list(OutboundEmail.objects.filter(reset=request).values_list("pk", flat=True)),
-    }
 
 
 def steps(request: ResetRequest) -> list[tuple[str, str, str, Any]]:

@@ -17,10 +17,11 @@ from django.utils import timezone
 
 from requests_app import exceptions, services
 from requests_app.exceptions import ConcurrentChange, IdentityNotVerified, TransitionNotAllowed, WorkflowError
-from requests_app.models import AppendOnlyError, OutboundEmail, RequestEvent, ResetRequest
+from requests_app.models import AppendOnlyError, RequestEvent, ResetRequest
 from requests_app.working_hours import add_working_hours, working_time_between
 
 from .factories import ResetRequestFactory
+from .support.snapshots import snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -88,16 +89,6 @@ ALLOWED = {
 FORBIDDEN = sorted(
     (source, action) for source in STATUS_TRAITS for action in ACTIONS if (source, action) not in ALLOWED
 )
-
-
-def snapshot(request: ResetRequest) -> dict[str, Any]:
-    """Everything a move could change, read fresh from the database."""
-    fresh = ResetRequest.objects.get(pk=request.pk)
-    return {
-        "row": {f.attname: getattr(fresh, f.attname) for f in ResetRequest._meta.concrete_fields},
-        "events": list(RequestEvent.objects.filter(reset=request).values_list("pk", flat=True)),
-        "emails": list(OutboundEmail.objects.filter(reset=request).values_list("pk", flat=True)),
-    }
 
 
 # --- Allowed moves ------------------------------------------------------------------
