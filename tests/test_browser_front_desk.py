@@ -302,3 +302,25 @@ def test_a_closed_request_is_reopened(
 
     state = state_of(env, rr["reference"])[rr["reference"]]
     assert (state["status"], state["close_reason"], state["assignee"]) == ("in_progress", "", STAFF_USERNAME)
+
+
+def test_single_key_shortcuts_can_be_turned_off_and_stay_off(
+    site: tuple[str, dict[str, str]], desk: tuple[Page, PageProblems]
+) -> None:
+    _, env = site
+    page, _ = desk
+    first, second = seed(env, {}, {})
+    page.goto(f"{LIST}{first['pk']}/change/")
+
+    page.get_by_label("Single-key shortcuts").uncheck()
+    page.keyboard.press("d")
+    expect(page.get_by_label(re.compile(r"^Date of birth: "))).not_to_be_checked()
+    expect(page.locator("kbd").first).to_be_hidden()
+
+    page.goto(f"{LIST}{second['pk']}/change/")
+    expect(page.get_by_label("Single-key shortcuts")).not_to_be_checked()
+    page.keyboard.press("d")
+    expect(page.get_by_label(re.compile(r"^Date of birth: "))).not_to_be_checked()
+    page.get_by_label("Single-key shortcuts").check()
+    page.keyboard.press("d")
+    expect(page.get_by_label(re.compile(r"^Date of birth: "))).to_be_checked()
