@@ -33,7 +33,15 @@ require_playwright()
 
 from playwright.sync_api import Page, expect  # noqa: E402
 
-from .support.chromium import DESKTOP, PageProblems, screenshot_folder, screenshots_at_both_widths  # noqa: E402
+from .support.chromium import (  # noqa: E402
+    DESKTOP,
+    VIEWPORTS,
+    PageProblems,
+    axe_violations,
+    describe_violations,
+    screenshot_folder,
+    screenshots_at_both_widths,
+)
 from .support.processes import run_manage, serving_gunicorn, sqlite_site_env  # noqa: E402
 
 pytest_plugins = ["tests.support.chromium"]
@@ -324,3 +332,25 @@ def test_single_key_shortcuts_can_be_turned_off_and_stay_off(
     page.get_by_label("Single-key shortcuts").check()
     page.keyboard.press("d")
     expect(page.get_by_label(re.compile(r"^Date of birth: "))).to_be_checked()
+
+
+def test_axe_finds_nothing_on_the_request_page_and_its_forms(
+    site: tuple[str, dict[str, str]], new_page: Callable[..., Page], staff_password: str, axe_script: Path
+) -> None:
+    url, env = site
+    [rr] = seed(env, {"in_progress": True})
+    page = new_page(viewport=DESKTOP, base_url=url, bypass_csp=True)  # axe is injected as a script
+    page.goto("/admin/login/")
+    page.get_by_label("Username").fill(STAFF_USERNAME)
+    page.get_by_label("Password").fill(staff_password)
+    page.get_by_role("button", name="Log in").click()
+
+    found = {}
+    for name in ("change", "message", "wait", "close"):
+        page.goto(f"{LIST}{rr['pk']}/{name}/")
+        for width, viewport in VIEWPORTS.items():
+            page.set_viewport_size(viewport)  # type: ignore[arg-type]
+            found[f"{name} at {width} width"] = axe_violations(page, axe_script)
+
+    report = "\n".join(f"{where}:\n{describe_violations(v)}" for where, v in found.items() if v)
+    assert not report, report
