@@ -30,6 +30,11 @@ class OutboundEmail(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        # Reported back by the email provider after it was sent
+        # (delivery_feedback.py): a hard bounce or a rejection, or a spam
+        # complaint. Only with EMAIL_PROVIDER set.
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Marked as spam"
 
     reset = models.ForeignKey(
         ResetRequest,
@@ -52,18 +57,26 @@ class OutboundEmail(models.Model):
     patient_message = models.ForeignKey(
         "PatientMessage", null=True, blank=True, on_delete=models.PROTECT, related_name="emails"
     )
+    # The email provider's id of the message (anymail_status.message_id),
+    # stored when it was sent through EMAIL_PROVIDER: the provider's
+    # bounce and complaint reports name the message by it. Empty for SMTP.
+    provider_message_id = models.CharField(max_length=255, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(state__in=["pending", "sending", "sent", "failed"]),
+                condition=Q(state__in=["pending", "sending", "sent", "failed", "bounced", "complained"]),
                 name="outboundemail_state_valid",
             ),
         ]
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="email_state_next"),
             models.Index(fields=["reset", "created_at"], name="email_request_time"),
+            # A provider's report finds its row by the provider's message id.
+            models.Index(
+                fields=["provider_message_id"], condition=~Q(provider_message_id=""), name="email_provider_message"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -82,6 +95,28 @@ class OutboundEmail(models.Model):
         domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
         # The creation time keeps ids unique across databases and resets.
         return f"<outbox-{self.pk}.{int(self.created_at.timestamp() * 1_000_000)}@{domain}>"
+
+
+class DeliveryReport(models.Model):
+    """A delivery report (bounce, complaint, deferral) already taken from the
+    email provider's webhook, by the provider's own id of the report: a
+    provider that sends it again (its retry after a time-out) changes
+    nothing more. No personal data: the provider's name, an opaque id and
+    when it came. Kept REPORTS_KEPT_DAYS (delivery_feedback.py), longer than
+    any provider retries."""
+
+    provider = models.CharField(max_length=20)
+    report_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "report_id"], name="deliveryreport_once"),
+        ]
+        indexes = [models.Index(fields=["received_at"], name="deliveryreport_received")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} report {self.report_id}"
 
 
 PATIENT_EMAIL_KINDS = frozenset(

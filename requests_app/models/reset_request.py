@@ -165,8 +165,20 @@ class ResetRequest(models.Model):
 
     personal_data_purged_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # The email provider reported that an email to the patient bounced, was
+    # rejected or was marked as spam (delivery_feedback.py): the address on
+    # file does not work, so the front desk calls the patient. Set with the
+    # time of the report, cleared when staff correct the address
+    # (services.reset_correct_email). The flag mirrors "the time is set" (a
+    # constraint keeps it true) so that the queue can order by it from an
+    # index: an open request with it comes first.
+    email_undeliverable = models.BooleanField(default=False, editable=False)
+    email_undeliverable_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     class Meta:
-        ordering = ["-is_open", "submitted_at"]
+        # Open first; among them, those whose email address does not work
+        # (call the patient); then oldest first.
+        ordering = ["-is_open", "-email_undeliverable", "submitted_at"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=[s.value for s in Status]),
@@ -189,6 +201,11 @@ class ResetRequest(models.Model):
                 condition=~Q(status="closed") | ~Q(close_reason=""),
                 name="resetrequest_closed_has_reason",
             ),
+            models.CheckConstraint(
+                condition=Q(email_undeliverable=True, email_undeliverable_at__isnull=False)
+                | Q(email_undeliverable=False, email_undeliverable_at__isnull=True),
+                name="resetrequest_undeliverable_has_time",
+            ),
             # A patient has at most one open request; a second submission is
             # attached to it (services.request_submit relies on this).
             models.UniqueConstraint(
@@ -198,16 +215,36 @@ class ResetRequest(models.Model):
             ),
         ]
         indexes = [
-            # The staff list's default order: open first, oldest first.
+            # Open or ended, then by submission: the charts' weekly counts
+            # read their range of submission times off it (charts.py).
             models.Index(fields=["-is_open", "submitted_at"], name="rr_queue_order"),
+            # The staff list's default order: open first, those whose email
+            # does not work first among them, oldest first (the admin adds
+            # -pk to make it total).
+            models.Index(
+                fields=["-is_open", "-email_undeliverable", "submitted_at", "-id"], name="rr_queue_undeliverable"
+            ),
             # The list filtered by status, reason or assignee, in the list's
-            # own order (the admin adds -pk to make it total): the database
-            # reads the first page straight off the index. Without is_open in
-            # them, PostgreSQL walks rr_queue_order past every open request
-            # to find the first resolved one (0.3 s at a million rows).
-            models.Index(fields=["status", "-is_open", "submitted_at", "-id"], name="rr_status_queue"),
-            models.Index(fields=["reason", "-is_open", "submitted_at", "-id"], name="rr_reason_queue"),
-            models.Index(fields=["assignee", "-is_open", "submitted_at", "-id"], name="rr_assignee_queue"),
+            # own order: the database reads the first page straight off the
+            # index. Without is_open in them, PostgreSQL walks the queue's
+            # index past every open request to find the first resolved one
+            # (0.3 s at a million rows).
+            models.Index(
+                fields=["status", "-is_open", "-email_undeliverable", "submitted_at", "-id"], name="rr_status_queue2"
+            ),
+            models.Index(
+                fields=["reason", "-is_open", "-email_undeliverable", "submitted_at", "-id"], name="rr_reason_queue2"
+            ),
+            models.Index(
+                fields=["assignee", "-is_open", "-email_undeliverable", "submitted_at", "-id"],
+                name="rr_assignee_queue2",
+            ),
+            # The list's "email address does not work" filter: few rows.
+            models.Index(
+                fields=["-is_open", "submitted_at", "-id"],
+                condition=Q(email_undeliverable=True),
+                name="rr_undeliverable",
+            ),
             # Overdue (selectors.overdue_q): the list's filter and count and
             # the daily digest; is_open rides along for the list's filter.
             models.Index(
