@@ -1,9 +1,10 @@
 """The Celery app. Settings come from Django's, under the CELERY_ namespace."""
 
 import os
+import threading
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal_reset.settings")
 
@@ -28,3 +29,30 @@ def _close_old_connections(sender: object = None, **kwargs: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_process_init.connect
+def _renew_email_claims(**kwargs: object) -> None:
+    # Each process that runs tasks (a pool process, or the worker itself with
+    # the solo pool) renews the outbox claims it holds while it lives.
+    from requests_app.outbox.lease import heartbeat_enable
+
+    heartbeat_enable()
+
+
+@worker_ready.connect
+def _recover_emails(**kwargs: object) -> None:
+    # Beside the consumer, not in its way: the second sweep waits out a
+    # claim timeout (outbox/sweep.py: outbox_recover).
+    threading.Thread(target=_recover_emails_now, name="outbox-recovery", daemon=True).start()
+
+
+def _recover_emails_now() -> None:
+    from django.db import connections
+
+    from requests_app.outbox.sweep import outbox_recover
+
+    try:
+        outbox_recover()
+    finally:
+        connections.close_all()

@@ -320,9 +320,12 @@ else:
     EMAIL_BACKEND = "requests_app.outbox.backends.EmlFileBackend"
     EMAIL_FILE_PATH = VAR_DIR / "mail"
 
-# An outbox row claimed for sending longer ago than this is taken to belong
-# to a worker that died, and may be claimed again.
-EMAIL_CLAIM_TIMEOUT_SECONDS = _positive_int("EMAIL_CLAIM_TIMEOUT_SECONDS", 300)
+# A worker renews its claims on the outbox rows it is sending four times in
+# this many seconds (requests_app/outbox/lease.py); a claim not renewed for
+# this long belongs to a worker that died, and may be claimed again. A
+# worker that starts queues such rows once this has passed, so a killed
+# worker's emails go out about this long after a new one starts.
+EMAIL_CLAIM_TIMEOUT_SECONDS = _positive_int("EMAIL_CLAIM_TIMEOUT_SECONDS", 20)
 EMAIL_MAX_ATTEMPTS = _positive_int("EMAIL_MAX_ATTEMPTS", 6)
 # Backoff after a temporary SMTP failure: about this many seconds, then twice
 # as long each time (with jitter), capped at 30 minutes — well below the

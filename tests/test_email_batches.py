@@ -17,6 +17,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from requests_app.models import OutboundEmail
+from requests_app.outbox.lease import heartbeat_enable
 from requests_app.outbox.send import email_send_many
 from requests_app.outbox.sweep import outbox_sweep
 from requests_app.tasks import send_emails
@@ -139,9 +140,10 @@ class SlowServerBackend(LocmemBackend):
     """An SMTP server that takes 20 seconds per message (on the test's clock)."""
 
     clock: Any = None
+    seconds = 20
 
     def send_messages(self, messages: Any) -> int:
-        SlowServerBackend.clock.shift(timedelta(seconds=20))
+        SlowServerBackend.clock.shift(timedelta(seconds=SlowServerBackend.seconds))
         return super().send_messages(messages)
 
 
@@ -149,7 +151,7 @@ def test_it_puts_the_rest_of_a_batch_back_in_the_queue_when_the_server_is_slow(s
     settings.EMAIL_BACKEND = f"{__name__}.SlowServerBackend"
     settings.EMAIL_BATCH_SECONDS = 30
     time_machine.move_to(timezone.now(), tick=False)
-    SlowServerBackend.clock = time_machine
+    SlowServerBackend.clock, SlowServerBackend.seconds = time_machine, 20
     emails = [OutboundEmailFactory(to=f"p{n}@example.com") for n in range(5)]
     ids = [email.pk for email in emails]
 
@@ -164,6 +166,30 @@ def test_it_puts_the_rest_of_a_batch_back_in_the_queue_when_the_server_is_slow(s
     assert call.kwargs["args"] == [ids[2:]]
     rest = OutboundEmail.objects.filter(pk__in=ids[2:])
     assert {(e.state, e.attempts, e.claimed_at) for e in rest} == {("pending", 0, None)}
+
+
+def test_it_starts_no_new_email_of_a_batch_once_its_claims_go_unrenewed(settings, time_machine, monkeypatch):
+    # As in a worker process, the claims are renewed by the heartbeat
+    # (outbox/lease.py), whose first beat comes EMAIL_CLAIM_TIMEOUT_SECONDS/4
+    # (5 s) of real time after the batch starts: in this test's time it
+    # never comes, as when the database is out of the heartbeat's reach.
+    monkeypatch.setattr("requests_app.outbox.lease._heartbeat", None)
+    heartbeat_enable()
+    settings.EMAIL_BACKEND = f"{__name__}.SlowServerBackend"
+    settings.EMAIL_CLAIM_TIMEOUT_SECONDS, settings.EMAIL_BATCH_SECONDS = 20, 30
+    time_machine.move_to(timezone.now(), tick=False)
+    SlowServerBackend.clock, SlowServerBackend.seconds = time_machine, 6
+    ids = [OutboundEmailFactory(to=f"p{n}@example.com").pk for n in range(5)]
+
+    with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
+        outcome = send_emails.apply(args=[ids]).get()
+
+    # Sent at 0 and 6 s; at 12 s the claims are older than half their
+    # timeout, unrenewed: soon another worker may take them. The rest go
+    # back, unclaimed, rather than risk being sent twice.
+    assert outcome == {str(ids[0]): "sent", str(ids[1]): "sent", **{str(pk): "pending" for pk in ids[2:]}}
+    [call] = apply_async.call_args_list
+    assert call.kwargs["args"] == [ids[2:]]
 
 
 def test_it_gives_back_the_rest_of_a_batch_when_the_database_fails_mid_batch(settings):

@@ -13,9 +13,12 @@ The delivery guarantee, and why (the two worker-kill tests pin it down):
   sweeper, finds it claimed or sent and sends nothing.
 - A worker killed mid-send leaves its Celery message unacknowledged in Redis
   (acks_late); Redis hands it out again only after the visibility timeout
-  (an hour). What brings the email back sooner is the sweeper: a claim older
-  than EMAIL_CLAIM_TIMEOUT_SECONDS is queued again and the new worker sends.
-  The late redelivery then finds the row sent and does nothing.
+  (an hour). What brings the email back sooner is the claim itself: a live
+  worker renews it, a dead one does not, and a claim not renewed for
+  EMAIL_CLAIM_TIMEOUT_SECONDS is queued again (by the sweeper, or by a
+  worker as it starts) and the new worker sends. The late redelivery then
+  finds the row sent and does nothing. tests/test_worker_recovery.py holds
+  the drill of a whole burst.
 - So: exactly once if the worker dies before the SMTP server accepted the
   message. If the server had accepted it (250 to DATA) and the worker dies
   before the row is marked sent, the stale claim is sent again: at least
@@ -48,7 +51,7 @@ CLAIM_TIMEOUT_SECONDS = 5
 
 STACK_REDIS = "throwaway"
 STACK_ENV = {
-    # A claim this old belongs to a dead worker (production: 300 s).
+    # A claim not renewed for this long belongs to a dead worker (production: 20 s).
     "EMAIL_CLAIM_TIMEOUT_SECONDS": str(CLAIM_TIMEOUT_SECONDS),
     # Backoff ~1 s, 2 s … instead of ~30 s, 1 min … (production default).
     "EMAIL_RETRY_BASE_SECONDS": "1",
@@ -125,8 +128,9 @@ def test_it_sends_once_when_the_worker_is_killed_before_the_server_accepted_the_
     # accepted. The worker dies (SIGKILL to it and its pool: no cleanup, no
     # ack to the broker), the server drops the unaccepted message, as an MTA
     # does when the client goes away. The row stays claimed ("sending");
-    # once the claim is older than EMAIL_CLAIM_TIMEOUT_SECONDS the sweeper
-    # queues it again and the new worker sends it: exactly one delivery.
+    # once the claim has not been renewed for EMAIL_CLAIM_TIMEOUT_SECONDS
+    # the sweeper queues it again and the new worker sends it: exactly one
+    # delivery.
     form = patient_form()
     hold = stack.smtp.hold(form["email"], at="DATA")
 
@@ -171,6 +175,42 @@ def test_it_does_not_send_again_when_the_worker_is_killed_after_the_server_accep
     stack.settle()
     assert len(stack.smtp.to(form["email"])) == 1
     assert stack.acknowledgment(submitted.reference)["state"] == "sent"
+
+
+def test_it_keeps_the_claim_of_a_worker_waiting_on_a_slow_server_longer_than_the_claim_timeout(stack: Stack) -> None:
+    # The server holds its answer to DATA for three claim timeouts. The
+    # worker is alive and renews its claim all along (outbox/lease.py), so
+    # neither the sweeper nor a second delivery of the task to the other
+    # pool process takes the row: the email goes out once, on one attempt.
+    form = patient_form()
+    [reference] = stack.submit_offline(form)
+    ack = stack.acknowledgment(reference)
+    hold = stack.smtp.hold(form["email"], at="DATA")
+    task_id = stack.publish("requests_app.tasks.send_emails", [[ack["id"]]], queue="patient_email")
+    hold.wait_reached()
+    claimed_at = stack.acknowledgment(reference)["claimed_at"]
+
+    wait_for(
+        lambda: stack.sql(
+            "SELECT 1 FROM requests_app_outboundemail WHERE id = %s AND claimed_at > %s + make_interval(secs => %s)",
+            (ack["id"], claimed_at, 3 * CLAIM_TIMEOUT_SECONDS),
+        ),
+        timeout=3 * CLAIM_TIMEOUT_SECONDS + 10,
+        what="the claim to be renewed past three claim timeouts",
+        interval=0.2,
+        diagnostics=stack.diagnostics,
+    )
+    assert stack.sweep() == 0
+    stack.publish("requests_app.tasks.send_emails", [[ack["id"]]], task_id=task_id, queue="patient_email")
+    wait_for(lambda: stack.task_outcomes(task_id), timeout=20, what="the second delivery to run")
+    assert stack.acknowledgment(reference)["state"] == "sending"
+    hold.release()
+
+    stack.smtp.wait_for_messages(form["email"], diagnostics=stack.diagnostics)
+    stack.settle()
+    assert len(stack.smtp.to(form["email"])) == 1
+    ack = stack.acknowledgment(reference)
+    assert (ack["state"], ack["attempts"]) == ("sent", 1)
 
 
 def test_it_retries_temporary_smtp_refusals_and_delivers_once_on_the_third_attempt(stack: Stack) -> None:

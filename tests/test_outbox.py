@@ -12,11 +12,12 @@ from unittest import mock
 import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from requests_app.models import OutboundEmail, RequestEvent, ResetRequest
 from requests_app.outbox.send import email_send_many
-from requests_app.outbox.sweep import outbox_sweep
+from requests_app.outbox.sweep import outbox_recover, outbox_sweep
 
 from .conftest import valid_form_data
 from .factories import OutboundEmailFactory
@@ -317,6 +318,26 @@ def test_it_leaves_a_recent_sending_claim_alone(settings):
 
     assert row(email).state == "sending"
     assert mail.outbox == []
+
+
+def test_it_queues_what_a_dead_worker_left_behind_when_a_worker_starts(settings, time_machine):
+    # Pending and due but younger than the sweeper's grace: its message may
+    # be among those a dead worker had taken and will not acknowledge.
+    taken = OutboundEmailFactory(next_attempt_at=NOW - timedelta(seconds=5))
+    # Claims renewed by their workers just before this one started: one
+    # worker has died since, the other lives on and goes on renewing.
+    dead = OutboundEmailFactory(state="sending", claimed_at=NOW - timedelta(seconds=2), attempts=1)
+    alive = OutboundEmailFactory(state="sending", claimed_at=NOW - timedelta(seconds=2), attempts=1)
+
+    def sleep(seconds: float) -> None:
+        time_machine.shift(timedelta(seconds=seconds))
+        OutboundEmail.objects.filter(pk=alive.pk).update(claimed_at=timezone.now())  # its heartbeat
+
+    with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
+        assert outbox_recover(sleep=sleep) == 2
+
+    # At once the pending row; the dead worker's claim once it ran out.
+    assert [call.kwargs["args"] for call in apply_async.call_args_list] == [[[taken.pk]], [[dead.pk]]]
 
 
 def test_it_does_not_sweep_a_sent_email(time_machine):

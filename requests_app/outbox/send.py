@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from ..models import OutboundEmail, RequestEvent
 from . import render
+from .lease import Lease
 from .publish import email_publish
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,11 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     sends it. SMTP happens outside any transaction; a row is marked sent
     right after the server accepted its message, before the next message and
     before QUIT. An email that failed for a while comes back pending with its
-    own ``retry_in``. A claim older than EMAIL_CLAIM_TIMEOUT_SECONDS belongs
-    to a dead worker and may be taken again — so a worker killed after the
-    server accepted a message but before marking it sent causes one
-    duplicate (at-least-once).
+    own ``retry_in``. The claims are renewed while the batch runs (lease.py);
+    a claim not renewed for EMAIL_CLAIM_TIMEOUT_SECONDS belongs to a dead
+    worker and may be taken again — so a worker killed after the server
+    accepted a message but before marking it sent causes one duplicate
+    (at-least-once).
     """
     email_ids = list(dict.fromkeys(email_ids))  # an id named twice is sent once
     # Built before anything is claimed: a backend that cannot be built
@@ -56,22 +58,24 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     connection = get_connection(fail_silently=False)
     claimed = claim_emails(email_ids)
     unsent = [email_id for email_id in email_ids if email_id in claimed]
+    lease = Lease(unsent)
     results: dict[int, SendResult] = {}
     deadline = timezone.now() + timedelta(seconds=settings.EMAIL_BATCH_SECONDS)
     try:
-        while unsent and timezone.now() < deadline:
+        while unsent and timezone.now() < deadline and lease.may_start_another():
             results[unsent[0]] = send_claimed(claimed[unsent[0]], connection)
-            unsent.pop(0)
+            lease.done(unsent.pop(0))
     finally:
         # Every row sent on this connection says so by now: only now QUIT. A
         # worker that dies during QUIT leaves sent rows, not stale claims
         # that the sweeper would send a second time.
         _close_quietly(connection)
         if unsent:
-            # Out of time (a slow server) or an error (the database): what
-            # was claimed but not tried goes back now, not after the claim
-            # timeout.
+            # Out of time (a slow server), claims no longer renewed, or an
+            # error (the database): what was claimed but not tried goes
+            # back now, not after the claim timeout.
             _release(unsent)
+        lease.end()
     results.update({email_id: SendResult(state=OutboundEmail.State.PENDING) for email_id in unsent})
     others = [email_id for email_id in email_ids if email_id not in claimed]
     if others:
@@ -82,12 +86,17 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
 
 def claimable_q() -> Q:
     """Rows a worker may claim now: pending and due (a retry waits out its
-    backoff even if its task comes early), or claimed so long ago that their
-    worker died."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    return Q(state=OutboundEmail.State.PENDING) & due | Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
+    backoff even if its task comes early), or claimed by a worker that is
+    gone (stale_claims_q)."""
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())
+    return Q(state=OutboundEmail.State.PENDING) & due | stale_claims_q()
+
+
+def stale_claims_q() -> Q:
+    """Claims whose worker is gone: not renewed for EMAIL_CLAIM_TIMEOUT_SECONDS
+    (a live worker renews them four times as often, lease.py)."""
+    stale = timezone.now() - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
+    return Q(state=OutboundEmail.State.SENDING, claimed_at__lt=stale)
 
 
 def claim_emails(email_ids: Sequence[int]) -> dict[int, OutboundEmail]:

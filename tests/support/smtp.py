@@ -1,7 +1,8 @@
 """An SMTP server for tests: aiosmtpd on a free port of 127.0.0.1, keeping
 every message it accepts in memory, and able to refuse (a scripted list of
 replies per recipient) or to hold a session at DATA or QUIT until released,
-to stage a worker dying mid-send."""
+or to stall every message after the next few, to stage a worker dying
+mid-send."""
 
 from __future__ import annotations
 
@@ -76,6 +77,51 @@ class Hold:
             raise AssertionError(f"the client holding at {self.stage} for {self.rcpt} did not go away")
 
 
+class Stall:
+    """Makes the SMTP server accept ``accepted`` more messages, then stop
+    answering DATA for every later one (the message sent, not accepted)
+    until released: a server that hangs in the middle of a burst."""
+
+    def __init__(self, accepted: int):
+        self.accepted = accepted
+        self._lock = threading.Lock()
+        self._seen = 0
+        self._holding = 0
+        self.released = threading.Event()
+
+    @property
+    def holding(self) -> int:
+        """Sessions waiting for the server's answer to DATA right now."""
+        with self._lock:
+            return self._holding
+
+    def release(self) -> None:
+        self.released.set()
+
+    def wait_holding(self, sessions: int, *, timeout: float = 30, **kw: Any) -> None:
+        wait_for(
+            lambda: self.holding >= sessions,
+            timeout=timeout,
+            what=f"{sessions} SMTP sessions held at DATA (have {self.holding})",
+            **kw,
+        )
+
+    def _take(self) -> bool:
+        with self._lock:
+            self._seen += 1
+            return self._seen > self.accepted and not self.released.is_set()
+
+    async def _wait(self) -> None:
+        with self._lock:
+            self._holding += 1
+        try:
+            while not self.released.is_set():
+                await asyncio.sleep(0.02)
+        finally:
+            with self._lock:
+                self._holding -= 1
+
+
 class SmtpRecorder:
     """An SMTP server on 127.0.0.1 that keeps every accepted message in memory.
 
@@ -83,6 +129,8 @@ class SmtpRecorder:
     with the given replies (then 250 again); ``hold(rcpt, stage)`` makes it
     stop answering one session at that stage until released. Scripts and
     holds are per recipient, so other mail (the staff notification) flows.
+    ``stall(accepted)`` holds every message at DATA after the next few, for
+    any recipient.
     """
 
     def __init__(self) -> None:
@@ -91,6 +139,7 @@ class SmtpRecorder:
         self._messages: list[ReceivedEmail] = []
         self._scripts: dict[tuple[str, str], deque[str]] = {}
         self._holds: list[Hold] = []
+        self._stall: Stall | None = None
         self.rcpt_attempts: Counter[str] = Counter()
         self._session_rcpts: dict[int, set[str]] = {}
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, ready_timeout=10)
@@ -103,6 +152,8 @@ class SmtpRecorder:
     def stop(self) -> None:
         for hold in list(self._holds):
             hold.release()
+        if self._stall is not None:
+            self._stall.release()
         self._controller.stop()
 
     def reset(self) -> None:
@@ -110,8 +161,11 @@ class SmtpRecorder:
         with self._lock:
             self._scripts.clear()
             holds, self._holds = self._holds, []
+            stall, self._stall = self._stall, None
         for hold in holds:
             hold.release()
+        if stall is not None:
+            stall.release()
 
     def script(self, rcpt: str, replies: list[str], *, at: str = "RCPT") -> None:
         """Answer the next ``len(replies)`` attempts to ``rcpt`` at ``at``
@@ -124,6 +178,15 @@ class SmtpRecorder:
         with self._lock:
             self._holds.append(hold)
         return hold
+
+    def stall(self, accepted: int) -> Stall:
+        """Accept the next ``accepted`` messages, then hold every later one
+        at DATA until the stall is released (a client that goes away during
+        the hold has sent nothing, as with ``hold``)."""
+        stall = Stall(accepted)
+        with self._lock:
+            self._stall = stall
+        return stall
 
     @property
     def messages(self) -> list[ReceivedEmail]:
@@ -204,6 +267,9 @@ class _Handler:
             # answers 250: a client that dies during the hold cancels this
             # coroutine and nothing is recorded.
             await self._wait(hold)
+        stall = self.recorder._stall
+        if stall is not None and stall._take():
+            await stall._wait()  # likewise
         self.recorder._record(envelope, session)
         # A hold at QUIT waits for anyone who got a message in this session.
         self.recorder._session_rcpts.setdefault(id(session), set()).update(rcpts)
