@@ -142,6 +142,8 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_ratelimit",
     "axes",
+    # EMAIL_PROVIDER's backends and delivery reports (django-anymail).
+    "anymail",
     "requests_app",
 ]
 
@@ -337,6 +339,83 @@ EMAIL_BATCH_SIZE = 10
 # A batch starts no new message after this long (a slow server): the rest go
 # back to the queue as a new message, well before the task's time limit.
 EMAIL_BATCH_SECONDS = 30
+
+# --- Delivery feedback: an email provider instead of SMTP -------------------
+
+# Unset: plain SMTP as above, and no delivery feedback. Set to one of
+# EMAIL_PROVIDERS: that provider's django-anymail backend sends the outbox,
+# and its tracking webhook (/email/anymail/<provider>/tracking/) reports
+# bounces, rejections and spam complaints back (requests_app/
+# delivery_feedback.py; docs/email-providers.md). The provider's values are
+# read from the environment under the names anymail gives them.
+EMAIL_PROVIDERS = {
+    "postmark": "anymail.backends.postmark.EmailBackend",
+    "amazon_ses": "anymail.backends.amazon_ses.EmailBackend",
+    "mailgun": "anymail.backends.mailgun.EmailBackend",
+    "sendgrid": "anymail.backends.sendgrid.EmailBackend",
+    "brevo": "anymail.backends.brevo.EmailBackend",
+}
+EMAIL_PROVIDER = env.str("EMAIL_PROVIDER", default="").strip().lower()
+# Basic auth for the webhook, "user:password" (both long and random): the
+# only authentication Postmark, Amazon SES (SNS) and Brevo have.
+_webhook_secret = env.str("ANYMAIL_WEBHOOK_SECRET", default="")
+_provider_values = {
+    "postmark": {"POSTMARK_SERVER_TOKEN": env.str("POSTMARK_SERVER_TOKEN", default="")},
+    # boto3 reads its own credentials and region (AWS_ACCESS_KEY_ID,
+    # AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, or an instance role).
+    "amazon_ses": {
+        "AMAZON_SES_CONFIGURATION_SET_NAME": env.str("AMAZON_SES_CONFIGURATION_SET_NAME", default=""),
+    },
+    "mailgun": {
+        "MAILGUN_API_KEY": env.str("MAILGUN_API_KEY", default=""),
+        "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
+        # https://api.eu.mailgun.net/v3 for a domain in Mailgun's EU region.
+        "MAILGUN_API_URL": env.str("MAILGUN_API_URL", default=""),
+        "MAILGUN_SENDER_DOMAIN": env.str("MAILGUN_SENDER_DOMAIN", default=""),
+    },
+    "sendgrid": {
+        "SENDGRID_API_KEY": env.str("SENDGRID_API_KEY", default=""),
+        "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": env.str(
+            "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY", default=""
+        ),
+    },
+    "brevo": {"BREVO_API_KEY": env.str("BREVO_API_KEY", default="")},
+}
+# What each provider cannot run without: every name in a group of one, at
+# least one name of a longer group (SendGrid's webhook is authenticated by
+# basic auth or by its signature, Mailgun's by its signature).
+_provider_required: dict[str, list[tuple[str, ...]]] = {
+    "postmark": [("POSTMARK_SERVER_TOKEN",), ("ANYMAIL_WEBHOOK_SECRET",)],
+    "amazon_ses": [("ANYMAIL_WEBHOOK_SECRET",)],
+    "mailgun": [("MAILGUN_API_KEY",), ("MAILGUN_WEBHOOK_SIGNING_KEY",)],
+    "sendgrid": [("SENDGRID_API_KEY",), ("ANYMAIL_WEBHOOK_SECRET", "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY")],
+    "brevo": [("BREVO_API_KEY",), ("ANYMAIL_WEBHOOK_SECRET",)],
+}
+ANYMAIL: dict[str, object] = {}
+if EMAIL_PROVIDER:
+    if EMAIL_PROVIDER not in EMAIL_PROVIDERS:
+        raise ImproperlyConfigured(
+            f"EMAIL_PROVIDER {EMAIL_PROVIDER!r} is not one of: {', '.join(EMAIL_PROVIDERS)} (or unset for SMTP)."
+        )
+    if _webhook_secret and ":" not in _webhook_secret:
+        raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SECRET must be user:password (basic auth), with a colon.")
+    EMAIL_BACKEND = EMAIL_PROVIDERS[EMAIL_PROVIDER]
+    # The provider's API sends instead of SMTP.
+    if "EMAIL_HOST" in _missing:
+        _missing.remove("EMAIL_HOST")
+    _given = {name: value for name, value in _provider_values[EMAIL_PROVIDER].items() if value}
+    if _webhook_secret:
+        _given["ANYMAIL_WEBHOOK_SECRET"] = _webhook_secret
+    if not DEBUG:
+        _missing.extend(" or ".join(group) for group in _provider_required[EMAIL_PROVIDER] if not set(group) & set(_given))
+    ANYMAIL = {
+        ("WEBHOOK_SECRET" if name == "ANYMAIL_WEBHOOK_SECRET" else name): value for name, value in _given.items()
+    }
+    # No open or click tracking: no pixel, no rewritten links, where the
+    # provider takes it per message (Amazon SES and Brevo do not: their
+    # account settings say; docs/email-providers.md).
+    if EMAIL_PROVIDER in ("postmark", "mailgun", "sendgrid"):
+        ANYMAIL["SEND_DEFAULTS"] = {"track_clicks": False, "track_opens": False}
 
 # --- Celery -----------------------------------------------------------------
 

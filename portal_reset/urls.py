@@ -8,10 +8,15 @@ from django.http import HttpRequest, HttpResponse
 from django.template import loader
 from django.urls import include, path
 
+from requests_app.delivery_feedback import webhooks as delivery_webhooks
+
 logger = logging.getLogger(__name__)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The email provider's delivery reports (EMAIL_PROVIDER): anymail's
+    # tracking webhook, e.g. /email/anymail/postmark/tracking/.
+    path("email/anymail/", include((delivery_webhooks.urlpatterns, "anymail"))),
     path("", include("requests_app.urls")),
 ]
 

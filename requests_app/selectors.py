@@ -71,15 +71,18 @@ def resets_overdue() -> QuerySet[ResetRequest]:
 
 # --- The request page -------------------------------------------------------
 
-# The list's own order (admin/queue.py adds -pk to make it total).
-QUEUE_ORDER = ("-is_open", "submitted_at", "-pk")
+# The list's own order (the model's, to which the admin adds -pk to make it
+# total): open first, those whose email address does not work first among
+# them (call the patient), then oldest first.
+QUEUE_ORDER = ("-is_open", "-email_undeliverable", "submitted_at", "-pk")
 # The request page lists at most this many earlier requests of its patient.
 EARLIER_REQUESTS_LIMIT = 20
 
 
 def next_in_queue(*, user_id: int, after: ResetRequest) -> ResetRequest | None:
-    """Where "… and open the next request" leads: the oldest request in the
-    queue that is new or in progress (waiting ones wait on their patient)
+    """Where "… and open the next request" leads: the first request in the
+    queue's order (one whose email address does not work first, then the
+    oldest) that is new or in progress (waiting ones wait on their patient)
     and unassigned or the staff member's own, other than the one just done."""
     return (
         ResetRequest.objects.filter(is_open=True, status__in=_DUE_CLOCK_RUNS)
@@ -126,7 +129,8 @@ class _Median(Aggregate):
 
 
 def queue_dashboard() -> dict[str, Any]:
-    """The queue at a glance: open, overdue, waiting, resolved this week
+    """The queue at a glance: open, overdue, waiting, open with an email
+    address that does not work, resolved this week
     (since Monday 00:00, practice time) and the median time from submission
     to resolution of the requests resolved in the last 30 days (wall-clock
     time, waiting included: what the patient lived through).
@@ -156,6 +160,8 @@ def queue_dashboard() -> dict[str, Any]:
         "open": Count("pk", filter=Q(is_open=True)),
         "overdue": Count("pk", filter=overdue_q()),
         "waiting": Count("pk", filter=Q(status=Status.WAITING)),
+        # Open requests whose patient's email address does not work.
+        "email_undeliverable": Count("pk", filter=Q(is_open=True, email_undeliverable=True)),
         "resolved_this_week": Count("pk", filter=Q(status=Status.RESOLVED, ended_at__gte=monday)),
         "resolved_in_window": Count("pk", filter=resolved_in_window),
         "requests_filed": Count("pk", filter=Q(submitted_at__gte=help_since)),

@@ -48,6 +48,8 @@ REASON_SHORT = {
 STATUS_SHORT = {Status.WAITING: "Waiting"}
 # "Due soon" mark: due within this many working hours.
 DUE_SOON_HOURS = 4
+# The list filter's value for "the email address does not work".
+UNDELIVERABLE = "does_not_work"
 
 
 # --- List filters -----------------------------------------------------------
@@ -105,6 +107,23 @@ class StateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class EmailAddressFilter(admin.SimpleListFilter):
+    """The requests whose patient's email bounced, was refused or marked as
+    spam (delivery_feedback.py), open or ended: the front desk calls the
+    patient. Where the dashboard's tile leads (with state=open)."""
+
+    title = "email address"
+    parameter_name = "email_address"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(UNDELIVERABLE, "Does not work — call the patient")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ResetRequest]) -> QuerySet[ResetRequest]:
+        if self.value() == UNDELIVERABLE:
+            return queryset.filter(email_undeliverable=True)
+        return queryset
+
+
 # --- Search: one indexed lookup where the term says what it is --------------
 
 
@@ -152,7 +171,7 @@ class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):
         "reason_short",
     )
     list_display_links = ("reference",)
-    list_filter = ("status", StateFilter, "reason", OverdueFilter, AssigneeFilter)
+    list_filter = ("status", StateFilter, "reason", OverdueFilter, AssigneeFilter, EmailAddressFilter)
     list_select_related = ("assignee",)
     list_per_page = 50
     # Only orderings an index serves.
@@ -208,6 +227,15 @@ class ResetRequestAdmin(ExportMixin, RequestPageMixin, admin.ModelAdmin):
 
     @admin.display(description="Patient", ordering="last_name")
     def patient(self, obj: ResetRequest) -> str:
+        """The name, and under it the mark of an email address that does
+        not work (such a request comes first in the queue while open)."""
+        if obj.email_undeliverable:
+            return format_html(
+                '{} <span class="rr-badge rr-undeliverable-mark" title="{}">{}</span>',
+                obj.patient_name,
+                "The email provider reported that an email to this address bounced, was refused or marked as spam",
+                "Email does not work — call the patient",
+            )
         return obj.patient_name
 
     @admin.display(description="Reason", ordering="reason")

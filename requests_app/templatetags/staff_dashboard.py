@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import template
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,6 +33,19 @@ def queue_dashboard(context: template.Context) -> dict[str, Any]:
     def filtered(**params: str) -> str:
         return f"{changelist}?{urlencode(params)}"
 
+    # Open requests whose patient's email does not work: only where an email
+    # provider reports bounces (EMAIL_PROVIDER), or while a request still
+    # carries the mark from when one did.
+    undeliverable = [
+        {
+            "key": "email_undeliverable",
+            "label": "Email does not work",
+            "value": numbers["email_undeliverable"],
+            "url": filtered(email_address="does_not_work", state="open"),
+            "hint": "the email provider reported it: call the patient",
+            "alert": numbers["email_undeliverable"] > 0,
+        }
+    ][: 1 if settings.EMAIL_PROVIDER or numbers["email_undeliverable"] else 0]
     week_start = timezone.localtime(numbers["week_start"])
     median = numbers["median_time_to_resolve"]
     return {
@@ -53,6 +67,7 @@ def queue_dashboard(context: template.Context) -> dict[str, Any]:
                 "hint": "past their due time",
                 "alert": numbers["overdue"] > 0,
             },
+            *undeliverable,
             {
                 "key": "held",
                 "label": "Held submissions",
