@@ -375,9 +375,7 @@ _provider_values = {
     },
     "sendgrid": {
         "SENDGRID_API_KEY": env.str("SENDGRID_API_KEY", default=""),
-        "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": env.str(
-            "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY", default=""
-        ),
+        "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": env.str("SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY", default=""),
     },
     "brevo": {"BREVO_API_KEY": env.str("BREVO_API_KEY", default="")},
 }
@@ -407,7 +405,9 @@ if EMAIL_PROVIDER:
     if _webhook_secret:
         _given["ANYMAIL_WEBHOOK_SECRET"] = _webhook_secret
     if not DEBUG:
-        _missing.extend(" or ".join(group) for group in _provider_required[EMAIL_PROVIDER] if not set(group) & set(_given))
+        _missing.extend(
+            " or ".join(group) for group in _provider_required[EMAIL_PROVIDER] if not set(group) & set(_given)
+        )
     ANYMAIL = {
         ("WEBHOOK_SECRET" if name == "ANYMAIL_WEBHOOK_SECRET" else name): value for name, value in _given.items()
     }

@@ -27,9 +27,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.formats import date_format
 
 from .. import services
-from ..exceptions import ConcurrentChange, IdentityNotVerified, WorkflowError
+from ..exceptions import ConcurrentChange, IdentityNotVerified, TransitionNotAllowed, WorkflowError
 from ..formatting import person_name
-from ..models import Action, CloseReason, ResetRequest, Status
+from ..models import Action, CloseReason, OutboundEmail, ResetRequest, Status
 from ..phones import phone_display
 from ..selectors import next_in_queue
 from ..services.messages import reset_send_message
@@ -58,6 +58,22 @@ def label_identity_fields(form: forms.Form, obj: ResetRequest) -> None:
     }
     for name, (label, value) in given.items():
         form.fields[name].label = f"{label}: {value}"
+
+
+def _correct_email_form(obj: ResetRequest, **kwargs: Any) -> admin_forms.CorrectEmailForm:
+    """The correction's form: with the identity check's two boxes (labelled
+    with what the patient gave) unless a check is on record."""
+    form = admin_forms.CorrectEmailForm(**kwargs)
+    if obj.identity_verified_at is not None:
+        del form.fields["dob"], form.fields["phone"]
+    else:
+        form.fields[
+            "dob"
+        ].label = (
+            f"Date of birth matches the chart: {date_format(obj.date_of_birth, 'M j, Y') if obj.date_of_birth else '—'}"
+        )
+        form.fields["phone"].label = f"Phone matches the chart: {phone_display(obj.phone)}"
+    return form
 
 
 # --- The workflow's actions, as the admin presents them ---------------------
@@ -206,6 +222,7 @@ class ActionPagesMixin(admin.ModelAdmin):
             route("resend", self.resend_view),
             route("message", self.message_view),
             route("language", self.language_view),
+            route("correct_email", self.correct_email_view),
         ]
 
     def _url(self, name: str, obj: ResetRequest) -> str:
@@ -418,6 +435,56 @@ class ActionPagesMixin(admin.ModelAdmin):
             submit="Change the language",
             move="language",
             style="default",
+        )
+
+    def correct_email_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Correct the email address after a call (services.reset_correct_email):
+        the identity check first, unless it is on record; then the new
+        address, a new status link and the acknowledgment sent to it."""
+        obj = self._object_for_work(request, object_id)
+        if request.method == "POST":
+            form = _correct_email_form(obj, data=request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                try:
+                    corrected = services.reset_correct_email(
+                        reset_id=obj.pk,
+                        actor=acting_user(request),
+                        email=data["email"],
+                        dob=data.get("dob", False),
+                        phone=data.get("phone", False),
+                        expected_status=data["expected_status"],
+                    )
+                except (IdentityNotVerified, TransitionNotAllowed) as exc:
+                    form.add_error(None, str(exc))
+                except WorkflowError as exc:
+                    self.message_user(request, str(exc), messages.ERROR)
+                    return HttpResponseRedirect(self._url("change", obj))
+                else:
+                    kind = services.email_sent_after_correction(corrected)
+                    sent = f"; the {OutboundEmail.Kind(kind).label.lower()} email goes to it" if kind else ""
+                    self.message_user(
+                        request,
+                        f"The email address of {obj.reference} is now {corrected.email}{sent}.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(self._url("change", obj))
+        elif request.method == "GET":
+            if obj.personal_data_purged_at is not None:
+                self.message_user(request, f"{obj.reference}'s personal data was erased.", messages.ERROR)
+                return HttpResponseRedirect(self._url("change", obj))
+            form = _correct_email_form(obj, initial={"expected_status": obj.status})
+        else:
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return self._form_page(
+            request,
+            obj,
+            title=f"Correct the email address: {obj.reference}",
+            form=form,
+            submit="Correct the email address",
+            move="correct_email",
+            style="default",
+            extra={"email_after": services.email_sent_after_correction(obj)},
         )
 
     def assign_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+from ..email_addresses import MAX_LENGTH as EMAIL_MAX_LENGTH
+from ..email_addresses import canonical_email
 from ..models import ResetRequest
 from ..services.workflow import NOTE_MAX_LENGTH
 
@@ -119,3 +121,25 @@ class AssignForm(ExpectedStatusForm):
 
 class NoteForm(forms.Form):
     text = note_field("Internal note", required=True)
+
+
+class CorrectEmailForm(ExpectedStatusForm):
+    """The address the patient gives on the phone, and — unless the
+    identity check is on record already (the view then removes them) —
+    the two identifiers that must match the chart first. The email cannot
+    count: it is what is wrong."""
+
+    email = forms.CharField(
+        label="The patient's email address, as they spell it now",
+        max_length=EMAIL_MAX_LENGTH,
+        strip=True,
+        widget=forms.EmailInput(attrs={"autocomplete": "off", "spellcheck": "false", "size": 40}),
+        help_text="It replaces the one on file; the acknowledgment goes to it with a new status link.",
+        error_messages={"required": "Enter the patient's email address."},
+    )
+    dob = forms.BooleanField(label="Date of birth matches the chart", required=False)
+    phone = forms.BooleanField(label="Phone matches the chart", required=False)
+
+    def clean_email(self) -> str:
+        # The same canonical form as the patient's form keeps.
+        return canonical_email(self.cleaned_data["email"])

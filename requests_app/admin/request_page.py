@@ -17,7 +17,7 @@ from django.utils import timezone
 from .. import services
 from ..exceptions import WorkflowError
 from ..formatting import format_age, person_name, status_label
-from ..models import Action, RequestEvent, ResetRequest, Status
+from ..models import Action, OutboundEmail, RequestEvent, ResetRequest, Status
 from ..phones import phone_display, phone_href
 from ..selectors import earlier_requests, is_overdue, next_in_queue
 from ..services.workflow import NOTE_MAX_LENGTH
@@ -132,6 +132,7 @@ class RequestPageMixin(ActionPagesMixin):
         verify_form = admin_forms.VerifyAndResolveForm(initial={"expected_status": obj.status})
         label_identity_fields(verify_form, obj)
         following = next_in_queue(user_id=acting_user(request).pk, after=obj) if can_work else None
+        emails = list(obj.emails.order_by("created_at", "pk")[:EMAILS_LIMIT])
         return {
             "rr": obj,
             "rr_is_overdue": is_overdue(obj, now),
@@ -176,9 +177,24 @@ class RequestPageMixin(ActionPagesMixin):
             "views_count": sum(1 for event in timeline if event["kind"] == RequestEvent.Kind.VIEWED),
             "timeline_truncated": len(events) > TIMELINE_LIMIT,
             "timeline_limit": TIMELINE_LIMIT,
-            "emails": list(obj.emails.order_by("created_at", "pk")[:EMAILS_LIMIT]),
+            "emails": emails,
+            "correct_url": self._url("correct_email", obj),
+            "can_correct": can_work and obj.personal_data_purged_at is None,
+            "undeliverable": _undeliverable_email(obj, emails),
             "messages_sent": list(obj.patient_messages.select_related("sent_by").order_by("created_at", "pk")),
         }
+
+
+def _undeliverable_email(obj: ResetRequest, emails: list[OutboundEmail]) -> OutboundEmail | None:
+    """The patient's email whose report marked the request (its kind, where
+    it went and the provider's reason), for the mark on the page."""
+    if not obj.email_undeliverable:
+        return None
+    reported = (OutboundEmail.State.BOUNCED, OutboundEmail.State.COMPLAINED, OutboundEmail.State.FAILED)
+    for email in reversed(emails):
+        if email.is_for_patient and email.state in reported:
+            return email
+    return None
 
 
 def _years_between(born: date | None, today: date) -> int | None:

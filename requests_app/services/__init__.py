@@ -7,6 +7,7 @@ the same transaction, and queues side effects (emails) only after commit.
 Callers (views, admin, tasks, commands) never set ``status`` themselves.
 """
 
+from .address_correction import email_sent_after_correction, reset_correct_email
 from .digest import digest_queue_overdue
 from .held import held_create, held_delete, held_purge_expired, held_release, reset_submit_past_email_limit
 from .retention import resets_purge_expired
@@ -36,6 +37,7 @@ __all__ = [
     "check_move",
     "check_verify_and_resolve",
     "digest_queue_overdue",
+    "email_sent_after_correction",
     "held_create",
     "held_delete",
     "held_purge_expired",
@@ -45,6 +47,7 @@ __all__ = [
     "reset_attach_quietly",
     "reset_change_language",
     "reset_close",
+    "reset_correct_email",
     "reset_record_identity_check",
     "reset_record_view",
     "reset_reopen",
