@@ -919,3 +919,16 @@ def test_an_unknown_provider_refuses_to_start(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert "EMAIL_PROVIDER 'pigeon' is not one of: postmark, amazon_ses, mailgun, sendgrid, brevo" in result.stderr
+
+
+def test_a_report_larger_than_any_request_the_app_takes_answers_400(configure: Any, webhook: Client) -> None:
+    provider = configure("postmark")
+    email = sent_acknowledgment(provider)
+    before = snapshot(email)
+    body = json.loads(postmark("bounce", "41", provider.message_id)[0])
+    body["Content"] = "x" * 70_000  # Postmark's "include bounce content"
+
+    response = post(webhook, provider, json.dumps(body), "application/json", basic())
+
+    assert response.status_code == 400
+    assert snapshot(email) == before
