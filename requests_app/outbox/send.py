@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ..delivery_feedback import sent_message_id
 from ..models import OutboundEmail, RequestEvent
 from . import render
 from .lease import Lease
@@ -157,7 +158,10 @@ def send_claimed(outbound: OutboundEmail, connection: Any) -> SendResult:
     sent_at = timezone.now()
     with transaction.atomic():
         OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(
-            state=OutboundEmail.State.SENT, sent_at=sent_at, last_error=""
+            state=OutboundEmail.State.SENT,
+            sent_at=sent_at,
+            last_error="",
+            provider_message_id=sent_message_id(message),
         )
         if outbound.reset is not None:
             RequestEvent.objects.record(
