@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable
@@ -186,7 +187,7 @@ def mailgun(kind: str, report_id: str, message_id: str) -> tuple[str, str, dict[
                 "5.1.1 double-checking the recipient's email address for typos",
             },
         },
-        "complaint": {"event": "complained", "id": "ncV2XwymRUKbPek_MIM-Gw", "log-level": "warn"},
+        "complaint": {"event": "complained", "log-level": "warn"},
         "deferral": {
             "event": "failed",
             "severity": "temporary",
@@ -201,8 +202,14 @@ def mailgun(kind: str, report_id: str, message_id: str) -> tuple[str, str, dict[
             },
         },
     }[kind]
-    event_data = {**event_data, "recipient": PATIENT, "timestamp": 1795810022.389832, "message": {"headers": headers}}
-    token = hashlib.sha256(report_id.encode()).hexdigest()[:50]
+    event_data = {
+        "id": f"ncV2XwymRUKbPek{report_id}",
+        **event_data,
+        "recipient": PATIENT,
+        "timestamp": 1795810022.389832,
+        "message": {"headers": headers},
+    }
+    token = secrets.token_hex(25)  # a new signature each time it is sent
     return json.dumps(mailgun_signed(event_data, token)), "application/json", {}
 
 

@@ -190,8 +190,14 @@ def _take_once(provider: str, report_id: str) -> bool:
 
 def _report_id(event: AnymailTrackingEvent) -> str:
     """The provider's id of the report; where it gives none (Brevo), a hash
-    of what the report says, the same for its retry."""
+    of what the report says, the same for its retry. For Mailgun, whose
+    signature token (anymail's event_id) may differ on a retry, its event's
+    own id with its time (the id alone is unique within a day only)."""
     event_id = str(event.event_id or "")
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    mailgun_event = esp_event.get("event-data")
+    if isinstance(mailgun_event, dict) and mailgun_event.get("id"):
+        event_id = f"mailgun:{mailgun_event['id']}:{mailgun_event.get('timestamp', '')}"
     if event_id and len(event_id) <= 200:
         return event_id
     said = "|".join(
