@@ -84,7 +84,7 @@ def test_it_corrects_the_address_with_the_identity_check_in_the_same_form(
     assert events[:2] == [
         (RequestEvent.Kind.IDENTITY, staff.pk, "Matched the chart: date of birth, phone"),
         (
-            RequestEvent.Kind.NOTE,
+            RequestEvent.Kind.EMAIL_CORRECTED,
             staff.pk,
             f"Email address corrected after a call: {OLD} → {NEW}. The status link is renewed (the old one no "
             "longer works). No longer marked as not working. Acknowledgment email queued to it.",
@@ -192,7 +192,7 @@ def test_the_same_address_again_confirms_it_and_keeps_the_status_link(
 
     reset.refresh_from_db()
     assert (reset.email, reset.status_secret, reset.email_undeliverable) == (OLD, secret, False)
-    assert RequestEvent.objects.get(reset=reset, kind=RequestEvent.Kind.NOTE).message.startswith(
+    assert RequestEvent.objects.get(reset=reset, kind=RequestEvent.Kind.EMAIL_CORRECTED).message.startswith(
         f"Email address confirmed after a call: {OLD}."
     )
     assert [m.to for m in mail.outbox] == [[OLD]]

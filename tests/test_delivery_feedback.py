@@ -393,7 +393,7 @@ def test_it_marks_a_bounced_patient_email_and_puts_its_request_first(
     assert reset.email_undeliverable and reset.email_undeliverable_at is not None
     assert reset.status == ResetRequest.Status.NEW
     [event] = RequestEvent.objects.filter(reset=reset)
-    assert event.kind == RequestEvent.Kind.EMAIL_FAILED
+    assert event.kind == RequestEvent.Kind.EMAIL_BOUNCED
     assert event.message.startswith("Acknowledgment ")
     assert "The email address does not work: call the patient." in event.message
     assert queue_rows(staff_client) == [reset.reference, older.reference]

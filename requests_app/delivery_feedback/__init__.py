@@ -233,7 +233,9 @@ def _apply(email: OutboundEmail, *, provider: str, event: AnymailTrackingEvent) 
     kind = email.get_kind_display()
     reason = provider_reason(event)
     if event.event_type == EventType.DEFERRED:
-        _record_on_request(email, f"{kind}: delivery delayed, {name} tries again ({reason}).")
+        _record_on_request(
+            email, f"{kind}: delivery delayed, {name} tries again ({reason}).", kind=RequestEvent.Kind.EMAIL_DELAYED
+        )
         return
     erased = email.reset is not None and email.reset.personal_data_purged_at is not None
     if event.event_type == EventType.FAILED:
@@ -251,7 +253,7 @@ def _apply(email: OutboundEmail, *, provider: str, event: AnymailTrackingEvent) 
     if email.is_for_patient:
         _record_on_request(email, what, mark=True)
     else:
-        _record_on_request(email, what, kind=RequestEvent.Kind.EMAIL_FAILED)
+        _record_on_request(email, what, kind=RequestEvent.Kind.EMAIL_BOUNCED)
         logger.warning("a staff email (id=%s kind=%s) %s: check STAFF_NOTIFY_EMAIL", email.pk, email.kind, state)
 
 
@@ -265,7 +267,7 @@ def _change_state(email: OutboundEmail, state: str, reason: str) -> bool:
 
 
 def _record_on_request(
-    email: OutboundEmail, text: str, *, mark: bool = False, kind: str = RequestEvent.Kind.EMAIL_SENT
+    email: OutboundEmail, text: str, *, mark: bool = False, kind: str = RequestEvent.Kind.EMAIL_BOUNCED
 ) -> None:
     """The report on the request's timeline; with ``mark``, the request's
     mark too, if the address is still the one on file (open or ended
@@ -274,7 +276,6 @@ def _record_on_request(
     if reset is None:
         return
     if mark:
-        kind = RequestEvent.Kind.EMAIL_FAILED
         on_file = ResetRequest.objects.filter(pk=reset.pk, email=email.to, personal_data_purged_at__isnull=True)
         on_file.filter(email_undeliverable=False).update(
             email_undeliverable=True, email_undeliverable_at=timezone.now()

@@ -9,7 +9,7 @@ from ..references import new_status_secret
 from .audit import ExportRecord
 from .intake import HeldSubmission, HelpFeedback
 from .messages import PLACEHOLDERS, MessageTemplate, PatientMessage
-from .outbox import PATIENT_EMAIL_KINDS, OutboundEmail
+from .outbox import PATIENT_EMAIL_KINDS, DeliveryReport, OutboundEmail
 from .reset_request import (
     MOVES,
     OPEN_STATUSES,
@@ -33,6 +33,7 @@ __all__ = [
     "Action",
     "AppendOnlyError",
     "CloseReason",
+    "DeliveryReport",
     "ExportRecord",
     "FamilyMember",
     "HeldSubmission",

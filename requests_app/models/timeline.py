@@ -68,6 +68,10 @@ class RequestEvent(models.Model):
         EMAIL_QUEUED = "email_queued", "Email queued"
         EMAIL_SENT = "email_sent", "Email sent"
         EMAIL_FAILED = "email_failed", "Email failed"
+        # Delivery feedback from the email provider (EMAIL_PROVIDER).
+        EMAIL_BOUNCED = "email_bounced", "Email did not arrive"
+        EMAIL_DELAYED = "email_delayed", "Email delayed"
+        EMAIL_CORRECTED = "email_corrected", "Email address corrected"
         VIEWED = "viewed", "Viewed"
         RELEASED = "released", "Released from held submissions"
         MESSAGE = "message", "Message to the patient"

@@ -114,7 +114,7 @@ def reset_correct_email(
             kind = email_sent_after_correction(reset)
             RequestEvent.objects.record(
                 reset,
-                RequestEvent.Kind.NOTE,
+                RequestEvent.Kind.EMAIL_CORRECTED,
                 actor=actor,
                 message=_message(old, new, kind, was_marked=was_marked),
                 at=now,
