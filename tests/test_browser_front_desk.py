@@ -334,7 +334,10 @@ def test_single_key_shortcuts_can_be_turned_off_and_stay_off(
     expect(page.get_by_label(re.compile(r"^Date of birth: "))).to_be_checked()
 
 
-def test_axe_finds_nothing_on_the_request_page_and_its_forms(
+PAGES = ("change", "message", "wait", "close")
+
+
+def test_axe_finds_nothing_on_the_queue_the_request_page_and_its_forms(
     site: tuple[str, dict[str, str]], new_page: Callable[..., Page], staff_password: str, axe_script: Path
 ) -> None:
     url, env = site
@@ -346,8 +349,8 @@ def test_axe_finds_nothing_on_the_request_page_and_its_forms(
     page.get_by_role("button", name="Log in").click()
 
     found = {}
-    for name in ("change", "message", "wait", "close"):
-        page.goto(f"{LIST}{rr['pk']}/{name}/")
+    for name, path in [("the queue", LIST)] + [(name, f"{LIST}{rr['pk']}/{name}/") for name in PAGES]:
+        page.goto(path)
         for width, viewport in VIEWPORTS.items():
             page.set_viewport_size(viewport)  # type: ignore[arg-type]
             found[f"{name} at {width} width"] = axe_violations(page, axe_script)
