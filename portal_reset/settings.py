@@ -335,7 +335,9 @@ EMAIL_MAX_ATTEMPTS = _positive_int("EMAIL_MAX_ATTEMPTS", 6)
 EMAIL_RETRY_BASE_SECONDS = _positive_int("EMAIL_RETRY_BASE_SECONDS", 30)
 # Outbox ids per Celery message: a worker sends one message's emails over one
 # SMTP connection (a sweep's backlog, emails queued in one transaction).
-EMAIL_BATCH_SIZE = 10
+# Each message costs a claim, a Celery task and an SMTP connection: at 10 a
+# backlog took a fifth more CPU per email than at 50.
+EMAIL_BATCH_SIZE = 50
 # A batch starts no new message after this long (a slow server): the rest go
 # back to the queue as a new message, well before the task's time limit.
 EMAIL_BATCH_SECONDS = 30

@@ -4,8 +4,11 @@ and survives a broker that is down when the patient submits."""
 
 from __future__ import annotations
 
+import io
 import smtplib
 from datetime import UTC, datetime, timedelta
+from email.generator import BytesGenerator
+from email.policy import compat32
 from typing import Any
 from unittest import mock
 
@@ -15,12 +18,13 @@ from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from requests_app.models import OutboundEmail, RequestEvent, ResetRequest
+from requests_app.models import OutboundEmail, PatientMessage, RequestEvent, ResetRequest
+from requests_app.outbox.render import build_message
 from requests_app.outbox.send import email_send_many
 from requests_app.outbox.sweep import outbox_recover, outbox_sweep
 
 from .conftest import valid_form_data
-from .factories import OutboundEmailFactory
+from .factories import OutboundEmailFactory, ResetRequestFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +139,34 @@ def test_it_never_sends_a_failed_email_again():
 def test_it_answers_missing_for_an_email_that_does_not_exist():
     assert email_send_many(email_ids=[987654])[987654].state == "missing"
     assert mail.outbox == []
+
+
+# --- What goes over the wire ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+@pytest.mark.parametrize("kind", [kind for kind, _ in OutboundEmail.Kind.choices])
+def test_it_writes_each_email_out_byte_for_byte_as_django_would(settings, kind, language):
+    # A practice name that is not ASCII and a long address, so that the
+    # From and Reply-To headers take the usual way (encoded, folded) too.
+    settings.PRACTICE_NAME = "Clínica Familiar de Medicina Integral del Valle Norte y Sur"
+    settings.PRACTICE_CONTACT_EMAIL = "recepcion.de.la.clinica.familiar.del.valle@practice.example"
+    reset = ResetRequestFactory(language=language, first_name="José María")
+    patient_message = PatientMessage.objects.create(
+        reset=reset, language=language, body="Hola, le llamamos mañana.", created_at=NOW
+    )
+    email = OutboundEmailFactory(
+        reset=None if kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST else reset,
+        kind=kind,
+        patient_message=patient_message if kind == OutboundEmail.Kind.MESSAGE else None,
+    )
+
+    message = build_message(OutboundEmail.objects.select_related("reset").get(pk=email.pk)).message()
+    ours = message.as_bytes(linesep="\r\n")
+    theirs = io.BytesIO()
+    BytesGenerator(theirs, mangle_from_=False, policy=compat32).flatten(message, linesep="\r\n")
+
+    assert ours == theirs.getvalue()
 
 
 # --- SMTP failures -----------------------------------------------------------------------

@@ -117,3 +117,15 @@ def test_it_sends_every_email_of_a_worker_killed_mid_send_within_a_minute_of_a_r
     assert {row["state"] for row in rows} == {"sent"}
     # The dead worker's attempt counts: each of its claimed rows was tried twice.
     assert {row["attempts"] for row in rows if row["id"] in claimed_by_the_dead} == {2}
+    # Each request's timeline says its two emails were sent, once each, by
+    # no one (the system), however often a row was queued again.
+    sent_events = stack.sql(
+        "SELECT r.reference, e.actor_id, e.message FROM requests_app_requestevent e "
+        "JOIN requests_app_resetrequest r ON r.id = e.reset_id WHERE r.reference = ANY(%s) AND e.kind = 'email_sent'",
+        (references,),
+    )
+    assert Counter(event["reference"] for event in sent_events) == dict.fromkeys(references, 2)
+    assert {(event["actor_id"], event["message"]) for event in sent_events} == {
+        (None, "Acknowledgment"),
+        (None, "New request (staff)"),
+    }

@@ -11,6 +11,7 @@ practice's name as its display name.
 from __future__ import annotations
 
 from email.headerregistry import Address
+from email.policy import Compat32
 from email.utils import parseaddr
 from typing import Any
 
@@ -135,13 +136,47 @@ def from_header() -> str:
     return str(Address(display_name=settings.PRACTICE_NAME, addr_spec=address))
 
 
+class _Compat32FastHeaders(Compat32):
+    """compat32, the policy Django's messages are written with, minus its
+    cost where it changes nothing: a header that is ASCII, one line and
+    short enough not to fold is written as it is, instead of through
+    email.header.Header (which gives the same bytes, at a third of the
+    cost of writing the message out). Anything else goes the usual way."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and len(name) + len(value) + 2 <= FAST_HEADER_MAX
+            and "\r" not in value
+            and "\n" not in value
+        ):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+# Shorter than compat32's 78-character fold: no header near it takes the shortcut.
+FAST_HEADER_MAX = 76
+_FAST_HEADERS = _Compat32FastHeaders()
+
+
+class OutboxMessage(EmailMultiAlternatives):
+    """An outbox email as Django builds it, written out with
+    _Compat32FastHeaders (the same bytes, sooner)."""
+
+    def message(self) -> Any:
+        message = super().message()
+        message.policy = _FAST_HEADERS
+        return message
+
+
 def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
     # The worker has no request to take a language from: each email says
     # which one it is written in.
     language = email_language(outbound)
     with translation.override(language):
         subject, text, html = render(outbound.kind, email_context(outbound))
-    message = EmailMultiAlternatives(
+    message = OutboxMessage(
         subject=subject,
         body=text,
         from_email=from_header(),

@@ -10,12 +10,13 @@ import smtplib
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import get_connection
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -155,20 +156,51 @@ def send_claimed(outbound: OutboundEmail, connection: Any) -> SendResult:
         _close_quietly(connection)
         return _failed(outbound, exc)
 
-    sent_at = timezone.now()
-    with transaction.atomic():
-        OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(
-            state=OutboundEmail.State.SENT,
-            sent_at=sent_at,
-            last_error="",
-            provider_message_id=sent_message_id(message),
-        )
-        if outbound.reset is not None:
-            RequestEvent.objects.record(
-                outbound.reset, RequestEvent.Kind.EMAIL_SENT, message=outbound.get_kind_display(), at=sent_at
-            )
+    _mark_sent(outbound, sent_at=timezone.now(), provider_message_id=sent_message_id(message))
     logger.info("email sent id=%s kind=%s attempts=%s", outbound.pk, outbound.kind, outbound.attempts)
     return SendResult(state=OutboundEmail.State.SENT)
+
+
+def _mark_sent(outbound: OutboundEmail, *, sent_at: datetime, **columns: Any) -> None:
+    """The one place a sent row is marked: ``sent``, its error cleared, any
+    other ``columns`` of the row set (as the backend reported the message),
+    and an EMAIL_SENT event (no actor: the system) on its request's
+    timeline — atomically, and only while the row is still this worker's
+    claim. On PostgreSQL one statement, a round trip of its own instead of
+    four (BEGIN, UPDATE, INSERT, COMMIT): what it cost per email was most
+    of the worker's database time."""
+    values = {"state": OutboundEmail.State.SENT, "sent_at": sent_at, "last_error": "", **columns}
+    event = outbound.get_kind_display()
+    if db_connection.vendor != "postgresql":
+        with transaction.atomic():
+            marked = OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(**values)
+            if marked and outbound.reset is not None:
+                RequestEvent.objects.record(outbound.reset, RequestEvent.Kind.EMAIL_SENT, message=event, at=sent_at)
+        return
+    concrete = {field.name: field for field in OutboundEmail._meta.concrete_fields}
+    fields = [concrete[name] for name in values]
+    quote = db_connection.ops.quote_name
+    # Names from the models; every value is a parameter.
+    sql = (
+        f"WITH sent AS (UPDATE {quote(OutboundEmail._meta.db_table)} "  # noqa: S608
+        f"SET {', '.join(f'{quote(field.column)} = %s' for field in fields)} "
+        "WHERE id = %s AND state = %s RETURNING reset_id) "
+        f"INSERT INTO {quote(RequestEvent._meta.db_table)} "
+        "(reset_id, kind, actor_id, from_status, to_status, message, created_at) "
+        "SELECT reset_id, %s, NULL, '', '', %s, %s FROM sent WHERE reset_id IS NOT NULL"
+    )
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                *(field.get_db_prep_save(values[field.name], db_connection) for field in fields),
+                outbound.pk,
+                OutboundEmail.State.SENDING,
+                RequestEvent.Kind.EMAIL_SENT,
+                event,
+                sent_at,
+            ],
+        )
 
 
 def _close_quietly(connection: Any) -> None:
