@@ -5,6 +5,7 @@ process with the stack's environment (bench/run.py starts them):
     python -m bench.jobs queue-emails --count 1000
     python -m bench.jobs seed-fast --total 1000000
     python -m bench.jobs query-counts --spec '{"name": "/path", ...}' [--login U]
+    python -m bench.jobs timing-values
 
 Each prints one JSON object on its last line of output.
 """
@@ -302,6 +303,23 @@ def query_counts(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def timing_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The reset form's signed timing value (requests_app/form_timing.py) as
+    the form page would have served it: a minute ago (a person who took a
+    minute to fill the form in), and an hour from now (sent back at once:
+    too fast for SUBMIT_MIN_SECONDS however long the run lasts)."""
+    from django.core import signing
+
+    from requests_app import form_timing
+
+    now = timezone.now().timestamp()
+
+    def value(at: float) -> str:
+        return signing.dumps(at, salt=form_timing._SALT, compress=False)
+
+    return {"field": form_timing.FIELD_NAME, "ok": value(now - 60), "too_fast": value(now + 3600)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -316,8 +334,10 @@ def main() -> None:
     p.add_argument("--spec", required=True, help='JSON: {"name": "/path/" or ["POST", "/path/", {data}]}')
     p.add_argument("--login", default="")
     p.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the list's queries")
+    sub.add_parser("timing-values")
     args = parser.parse_args()
     handler = {
+        "timing-values": timing_values,
         "superuser": superuser,
         "queue-emails": queue_emails,
         "seed-fast": seed_fast,

@@ -10,6 +10,7 @@ Referer of the page.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import shutil
 import statistics
@@ -17,7 +18,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,37 +44,61 @@ def patient(email: str, *, last_name: str = "Benchmark") -> dict[str, str]:
     }
 
 
+# X-Real-IP of the POSTs sent from Python (ack latency, probes): each from a
+# client of its own (an IPv6 /64 each), as wrk's are.
+_PYTHON_CLIENTS = itertools.count(1)
+
+
 @dataclass
 class FormSession:
     """One browser that opened a form page: its cookies, and the form's
-    fields as the page filled them."""
+    fields as the page filled them (``overrides``: values put over the
+    page's, such as the timing value of a form filled in a minute ago)."""
 
     site_url: str
     path: str
     cookie: str
     fields: list[tuple[str, str]]
     action: str
+    overrides: dict[str, str] = field(default_factory=dict)
+    # Whether POSTs carry X-Real-IP (CLIENT_IP_HEADER, portal-reset only).
+    client_header: bool = False
 
     @classmethod
-    def open(cls, site_url: str, path: str) -> FormSession:
+    def open(
+        cls, site_url: str, path: str, *, overrides: dict[str, str] | None = None, client_header: bool = False
+    ) -> FormSession:
         browser = Browser(site_url)
         form = browser.load_form(path)
         cookie = "; ".join(f"{name}={m.coded_value}" for name, m in browser.cookies.items())
-        return cls(site_url=site_url, path=path, cookie=cookie, fields=form.fields, action=urlsplit(form.action).path)
+        return cls(
+            site_url=site_url,
+            path=path,
+            cookie=cookie,
+            fields=form.fields,
+            action=urlsplit(form.action).path,
+            overrides=dict(overrides or {}),
+            client_header=client_header,
+        )
 
     def body(self, data: dict[str, str]) -> str:
+        data = {**self.overrides, **data}
         fields = [(k, v) for k, v in self.fields if k not in data] + list(data.items())
         # "_" is never percent-encoded, so the placeholder survives.
         return urlencode(fields)
 
     def headers(self) -> dict[str, str]:
-        return {
+        headers = {
             "Cookie": self.cookie,
             "Origin": self.site_url,
             "Referer": self.site_url + self.path,
             "Content-Type": "application/x-www-form-urlencoded",
             "User-Agent": "portal-reset-bench",
         }
+        if self.client_header:
+            n = next(_PYTHON_CLIENTS)
+            headers["X-Real-IP"] = f"2001:db8:ffff:{n % 65536:x}::1"
+        return headers
 
     def post(self, body: str, *, timeout: float = 30) -> tuple[int, str]:
         parts = urlsplit(self.site_url)
@@ -102,9 +127,10 @@ def run_wrk(
     seconds: float,
     connections: int,
     threads: int,
+    address: str = "",
 ) -> dict[str, Any]:
     """``wrk`` against the form's URL for ``seconds``; returns load.lua's
-    summary plus req/s."""
+    summary plus req/s. ``address``: X-Real-IP of each POST (load.lua)."""
     url = session.site_url + session.path
     args = [
         wrk_path(),
@@ -122,6 +148,7 @@ def run_wrk(
         session.site_url,
         session.site_url + session.path,
         body,
+        address,
     ]
     result = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)  # noqa: S603
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -40,14 +41,23 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
+
 from tests.support.http_client import Browser
 from tests.support.polling import wait_for
 
+from .cpu import WorkerCpu
+from .helpdesk import PATH as HELPDESK_PATH
+from .helpdesk import TICKET_TABLE as HELPDESK_TABLE
+from .helpdesk import HelpdeskSite, ensure_venv
 from .loadgen import UNIQUE, FormSession, patient, run_wrk, steady_posts, summarize_ms, wrk_path
 from .memory import PeakMemory
 from .report import check_targets, headline, markdown_table
@@ -68,12 +78,19 @@ def log(message: str) -> None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
+    """What the figures were measured on: the CPU as the kernel names it
+    (a VM's is often only its brand), its family/model and clock, the
+    cores, the memory."""
+    info: dict[str, str] = {}
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "flags":
+                flags = set(value.split())
+            if key and key not in info:
+                info[key] = value
     except OSError:
         pass
     mem_gb = 0.0
@@ -90,8 +107,16 @@ def machine() -> dict[str, Any]:
             versions[package] = version(package)
         except Exception:
             versions[package] = "?"
+    with contextlib.suppress(Exception):
+        versions["postgresql"] = str(psycopg.connect(postgres_admin_url()).info.server_version)
+    cpu = info.get("model name", "unknown")
+    details = [f"family {info['cpu family']} model {info['model']}"] if "cpu family" in info else []
+    if "cpu MHz" in info:
+        details.append(f"{float(info['cpu MHz']) / 1000:.1f} GHz")
+    if "hypervisor" in flags:
+        details.append("virtual machine")
     return {
-        "cpu": cpu,
+        "cpu": cpu + (f" ({', '.join(details)})" if details else ""),
         "cores": os.cpu_count(),
         "memory_gb": mem_gb,
         "kernel": platform.release(),
@@ -103,117 +128,307 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-# --- 1. Submit throughput and the floor ---------------------------------------------
+# --- 1. Submit throughput, the floor, helpdesk, the bot flood --------------------------
 
 
 def _rows(stack: BenchStack, table: str) -> int:
     return int(stack.scalar(f'SELECT count(*) FROM "{table}"'))  # noqa: S608 - our own table names
 
 
-def _post_run(
-    stack: BenchStack, session: FormSession, body: str, table: str, args: argparse.Namespace, seconds: float
-) -> dict[str, Any]:
-    before = _rows(stack, table)
+@dataclass
+class Target:
+    """A form page to load: where, how its POSTs are counted and answered."""
+
+    name: str
+    session: FormSession
+    cpu: WorkerCpu
+    # Rows a valid POST makes, counted in the target's own database.
+    count_rows: Callable[[], int]
+    status: str
+
+
+def _run(target: Target, args: argparse.Namespace, *, mode: str, seconds: float, body: str = "", address: str = ""):
+    """One wrk run against ``target``, with its workers' CPU per request."""
+    before = target.cpu.total_ms()
     summary = run_wrk(
-        session, mode="post", body=body, seconds=seconds, connections=args.connections, threads=args.wrk_threads
+        target.session,
+        mode=mode,
+        body=body,
+        seconds=seconds,
+        connections=args.connections,
+        threads=args.wrk_threads,
+        address=address,
     )
-    # Requests wrk sent but stopped waiting for may still land: wait for them.
-    time.sleep(1.0)
-    after = _rows(stack, table)
-    statuses = summary["statuses"]
-    ok = statuses.get("303", 0)
-    summary["rows_created"] = after - before
-    summary["all_303"] = set(statuses) <= {"303"} and not any(summary["errors"].values())
-    # Every 303 created a row; at most one request in flight per connection
-    # was cut off by wrk's stop after the server took it.
-    summary["valid"] = summary["all_303"] and ok <= after - before <= ok + args.connections
+    summary["cpu_ms"] = round(target.cpu.total_ms() - before, 1)
+    summary["cpu_ms_per_request"] = round(summary["cpu_ms"] / max(summary["requests"], 1), 3)
     return summary
 
 
-def measure_throughput(stack: BenchStack, args: argparse.Namespace, run_id: str) -> dict[str, Any]:
-    ours = FormSession.open(stack.site_url, "/reset/")
-    floor = FormSession.open(stack.site_url, "/floor/")
-    invocations = iter(range(1, 1000))
+def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Two halves of one measurement as one run: requests, time, CPU, rows
+    and answers added up; latencies the halves' mean, weighted by requests."""
+    if len(runs) == 1:
+        return runs[0]
+    requests = sum(run["requests"] for run in runs)
+    seconds = sum(run["seconds"] for run in runs)
+    merged = dict(runs[0])
+    merged.update(
+        requests=requests,
+        seconds=round(seconds, 2),
+        duration_us=sum(run["duration_us"] for run in runs),
+        rps=round(requests / seconds, 1),
+        cpu_ms=round(sum(run["cpu_ms"] for run in runs), 1),
+        cpu_ms_per_request=round(sum(run["cpu_ms"] for run in runs) / max(requests, 1), 3),
+        statuses=dict(sum((Counter(run["statuses"]) for run in runs), Counter())),
+        errors=dict(sum((Counter(run["errors"]) for run in runs), Counter())),
+        latency_ms={
+            key: round(sum(run["latency_ms"][key] * run["requests"] for run in runs) / max(requests, 1), 1)
+            for key in runs[0]["latency_ms"]
+        },
+        halves_rps=[run["rps"] for run in runs],
+    )
+    for key in ("rows_created",):
+        if key in runs[0]:
+            merged[key] = sum(run[key] for run in runs)
+    for key in ("valid", "all_answered"):
+        if key in runs[0]:
+            merged[key] = all(run[key] for run in runs)
+    return merged
 
-    def ours_body() -> str:
+
+def abba(calls: list[tuple[str, Callable[[], dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
+    """Each call twice, in the order A B C C B A, merged: a load that grows
+    or fades on the machine during the round weighs on every target alike."""
+    halves: dict[str, list[dict[str, Any]]] = {}
+    for key, call in [*calls, *reversed(calls)]:
+        halves.setdefault(key, []).append(call())
+    return {key: _merge(runs) for key, runs in halves.items()}
+
+
+def _post_run(
+    target: Target, body: str, args: argparse.Namespace, *, seconds: float, address: str = ""
+) -> dict[str, Any]:
+    before = target.count_rows()
+    summary = _run(target, args, mode="post", seconds=seconds, body=body, address=address)
+    # Requests wrk sent but stopped waiting for may still land: wait for them.
+    time.sleep(1.0)
+    after = target.count_rows()
+    statuses = summary["statuses"]
+    ok = statuses.get(target.status, 0)
+    summary["rows_created"] = after - before
+    summary["all_answered"] = set(statuses) <= {target.status} and not any(summary["errors"].values())
+    # Every answer made a row; at most one request in flight per connection
+    # was cut off by wrk's stop after the server took it.
+    summary["valid"] = summary["all_answered"] and ok <= after - before <= ok + args.connections
+    return summary
+
+
+def _flood_run(
+    stack: BenchStack, target: Target, kind: str, body: str, args: argparse.Namespace, *, address: str
+) -> dict[str, Any]:
+    """Bot POSTs that must be refused or held, answered as a submission is."""
+    tables = ("requests_app_resetrequest", "requests_app_heldsubmission", "requests_app_requestevent")
+    before = {table: _rows(stack, table) for table in tables}
+    summary = _run(target, args, mode="post", seconds=args.flood_seconds, body=body, address=address)
+    time.sleep(1.0)
+    made = {table: _rows(stack, table) - before[table] for table in tables}
+    summary["rows_created"] = made
+    statuses, requests = summary["statuses"], summary["requests"]
+    # wrk counts every answer that is not 2xx or 3xx as a "status" error: the
+    # answers are judged below, by their statuses.
+    errors = any(n for kind, n in summary["errors"].items() if kind != "status")
+    held = made["requests_app_heldsubmission"]
+    if kind in ("honeypot", "too_fast"):
+        # Every one held (stored apart, no request), every one answered 303.
+        valid = set(statuses) <= {"303"} and made["requests_app_resetrequest"] == 0
+        valid = valid and statuses.get("303", 0) <= held <= statuses.get("303", 0) + args.connections
+    elif kind == "email_limit":
+        # One patient: the first POSTs file a request (and attach to it) up
+        # to the limit; every one after is kept on its timeline, unanswered
+        # by email, and all are answered 303 alike.
+        valid = set(statuses) <= {"303"} and made["requests_app_resetrequest"] == 1 and held == 0
+        valid = valid and made["requests_app_requestevent"] >= statuses.get("303", 0)
+    else:  # address_limit: one client; past its limit a 429 and nothing stored
+        valid = set(statuses) <= {"303", "429"} and statuses.get("429", 0) >= 0.9 * requests
+        valid = valid and made["requests_app_resetrequest"] <= statuses.get("303", 0)
+    summary["valid"] = valid and not errors
+    return summary
+
+
+def _median_spread(values: list[float]) -> dict[str, Any]:
+    ordered = sorted(values)
+    return {
+        "median": round(statistics.median(ordered), 3),
+        "min": round(ordered[0], 3),
+        "max": round(ordered[-1], 3),
+        "rounds": [round(v, 3) for v in values],
+    }
+
+
+def measure_throughput(
+    stack: BenchStack, helpdesk: HelpdeskSite | None, args: argparse.Namespace, run_id: str
+) -> dict[str, Any]:
+    timing = json.loads(stack.python("-m", "bench.jobs", "timing-values").splitlines()[-1])
+    filled_in = {timing["field"]: timing["ok"]}
+    web_cpu = WorkerCpu(stack.web.pid)  # type: ignore[union-attr]
+    ours = Target(
+        "ours",
+        FormSession.open(stack.site_url, "/reset/", overrides=filled_in, client_header=True),
+        web_cpu,
+        lambda: _rows(stack, "requests_app_resetrequest"),
+        "303",
+    )
+    floor = Target(
+        "floor",
+        FormSession.open(stack.site_url, "/floor/"),
+        web_cpu,
+        lambda: _rows(stack, "bench_floor_floorrequest"),
+        "303",
+    )
+    targets = [floor, ours]
+    if helpdesk is not None:
+        hd = Target(
+            "helpdesk",
+            FormSession.open(helpdesk.site_url, HELPDESK_PATH),
+            WorkerCpu(helpdesk.web.pid),  # type: ignore[union-attr]
+            lambda: int(_scalar(helpdesk.database_url, f'SELECT count(*) FROM "{HELPDESK_TABLE}"')),  # noqa: S608
+            "302",
+        )
+        targets.append(hd)
+    invocations = itertools.count(1)
+    # Every wrk run's clients are new to the address limit: a /64 per run.
+    run_group = itertools.count(0x100)
+
+    def unique_clients() -> str:
+        return f"2001:db8:{next(run_group):x}:__H__::1"
+
+    def body(target: Target, **extra: str) -> str:
         """A new set of patients for each wrk run (load.lua's counter starts
         again at 1 each time): a patient seen before would be attached to
         their open request, not stored as a new one."""
-        return ours.body(patient(f"bench-{run_id}-{next(invocations)}-{UNIQUE}@example.com"))
-
-    def floor_body() -> str:
-        return floor.body(patient(f"floor-{run_id}-{next(invocations)}-{UNIQUE}@example.com"))
+        n = next(invocations)
+        email = f"{target.name}-{run_id}-{n}-{UNIQUE}@example.com"
+        if target.name == "helpdesk":
+            return target.session.body(helpdesk.form_data(email))  # type: ignore[union-attr]
+        return target.session.body({**patient(email), **extra})
 
     # One by hand first: a form that does not validate would make every
     # figure below meaningless.
-    for name, session, data in (
-        ("/reset/", ours, patient(f"probe-{run_id}@example.com", last_name=RARE_LAST_NAME)),
-        ("/floor/", floor, patient(f"probe-{run_id}@example.com")),
-    ):
-        status, _ = session.post(session.body(data))
-        if status != 303:
-            raise SystemExit(f"the probe POST to {name} answered {status}, not 303: the form does not validate")
+    probes = [(ours, patient(f"probe-{run_id}@example.com", last_name=RARE_LAST_NAME))]
+    probes.append((floor, patient(f"probe-{run_id}@example.com")))
+    if helpdesk is not None:
+        probes.append((hd, helpdesk.form_data(f"probe-{run_id}@example.com")))
+    for target, data in probes:
+        status, location = target.session.post(target.session.body(data))
+        if str(status) != target.status or (target is ours and "/reset/submitted/" not in location):
+            raise SystemExit(f"the probe POST to {target.name} answered {status} {location}: the form is refused")
+    if _rows(stack, "requests_app_heldsubmission"):
+        raise SystemExit("the probe POST to /reset/ was held, not filed: the timing value or the honeypot is wrong")
     log("warming up (2 s each)")
-    for session, mode, body in (
-        (floor, "get", ""),
-        (ours, "get", ""),
-        (floor, "post", floor_body()),
-        (ours, "post", ours_body()),
-    ):
-        run_wrk(session, mode=mode, body=body, seconds=2, connections=args.connections, threads=args.wrk_threads)
+    for target in targets:
+        _run(target, args, mode="get", seconds=2)
+        with stack.worker_paused():
+            _run(target, args, mode="post", seconds=2, body=body(target), address=unique_clients())
     stack.settle()
+
+    floods: dict[str, Callable[[], tuple[str, str]]] = {
+        # A bot that fills in every field, the hidden one too.
+        "honeypot": lambda: (body(ours, website="https://spam.example/"), unique_clients()),
+        # A bot that posts the form back the moment it is served.
+        "too_fast": lambda: (body(ours, **{timing["field"]: timing["too_fast"]}), unique_clients()),
+        # Email bombing: one address, from many clients.
+        "email_limit": lambda: (
+            ours.session.body(patient(f"bombed-{run_id}-{next(invocations)}@example.com")),
+            unique_clients(),
+        ),
+        # One client, many patients.
+        "address_limit": lambda: (body(ours), f"2001:db8:{next(run_group):x}:1::1"),
+    }
+    half = args.seconds / 2
+
+    def get_run(target: Target) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            summary = _run(target, args, mode="get", seconds=half)
+            summary["valid"] = set(summary["statuses"]) <= {"200"}
+            return summary
+
+        return run
+
+    def post_run(target: Target) -> Callable[[], dict[str, Any]]:
+        address = unique_clients if target is ours else (lambda: "")
+        return lambda: _post_run(target, body(target), args, seconds=half, address=address())
+
     rounds: list[dict[str, Any]] = []
     for number in range(1, args.rounds + 1):
         result: dict[str, Any] = {"load_average": load_average()}
-        for key, session in (("floor_get", floor), ("ours_get", ours)):
-            result[key] = run_wrk(
-                session, mode="get", seconds=args.seconds, connections=args.connections, threads=args.wrk_threads
-            )
-            result[key]["valid"] = set(result[key]["statuses"]) <= {"200"}
-        result["floor_post"] = _post_run(stack, floor, floor_body(), "bench_floor_floorrequest", args, args.seconds)
-        result["ours_post"] = _post_run(stack, ours, ours_body(), "requests_app_resetrequest", args, args.seconds)
-        stack.settle()
-        # The same with the Celery worker stopped (SIGSTOP): what the web
-        # tier alone costs, the emails' work left for after the run.
+        result.update(abba([(f"{target.name}_get", get_run(target)) for target in targets]))
+        # Every POST run with the Celery worker stopped (SIGSTOP): what the
+        # web tier costs, the emails' work left for after.
         with stack.worker_paused():
-            result["ours_post_web_only"] = _post_run(
-                stack, ours, ours_body(), "requests_app_resetrequest", args, args.seconds
+            result.update(
+                abba(
+                    [
+                        ("ours_post_web_only" if target is ours else f"{target.name}_post", post_run(target))
+                        for target in targets
+                    ]
+                )
             )
+            for kind, make in floods.items():
+                flood_body, address = make()
+                result[f"flood_{kind}"] = _flood_run(stack, ours, kind, flood_body, args, address=address)
         result["drain_seconds"] = round(stack.settle(), 1)
+        if args.with_worker:
+            result["ours_post"] = _post_run(ours, body(ours), args, seconds=args.seconds, address=unique_clients())
+            result["drain_seconds_with_worker"] = round(stack.settle(), 1)
         rounds.append(result)
-        log(
-            f"round {number}: GET floor {result['floor_get']['rps']}/s ours {result['ours_get']['rps']}/s; "
-            f"POST floor {result['floor_post']['rps']}/s ours {result['ours_post']['rps']}/s "
-            f"(rows {result['ours_post']['rows_created']}, valid {result['ours_post']['valid']}), "
-            f"web only {result['ours_post_web_only']['rps']}/s; "
-            f"outbox drained in {result['drain_seconds']} s"
-        )
+        parts = [
+            f"{key} {run['rps']}/s {run['cpu_ms_per_request']} ms CPU"
+            for key, run in result.items()
+            if isinstance(run, dict)
+        ]
+        log(f"round {number}: " + "; ".join(parts) + f"; outbox drained in {result['drain_seconds']} s")
 
-    keys = ("floor_get", "ours_get", "floor_post", "ours_post", "ours_post_web_only")
+    keys = [key for key, run in rounds[0].items() if isinstance(run, dict)]
 
     def median_run(key: str) -> dict[str, Any]:
         """The round whose req/s is the median for this page."""
         ordered = sorted((r[key] for r in rounds), key=lambda run: run["rps"])
         return ordered[(len(ordered) - 1) // 2]
 
-    def ratio(ours_key: str, floor_key: str) -> float:
-        # Each round's two runs are back to back, so a load that comes and
-        # goes on the machine weighs on both alike; the median round's ratio.
-        ratios = sorted(r[ours_key]["rps"] / r[floor_key]["rps"] for r in rounds)
-        return round(statistics.median(ratios), 3)
+    def ratio(ours_key: str, other_key: str, figure: str = "rps") -> dict[str, Any]:
+        # Each round's runs are back to back, so a load that comes and goes
+        # on the machine weighs on both alike: each round's ratio, then
+        # their median and spread.
+        return _median_spread([r[ours_key][figure] / r[other_key][figure] for r in rounds])
 
-    summary = {key: median_run(key) for key in keys}
-    valid = all(r[k]["valid"] for r in rounds for k in keys)
-    return {
-        "method": f"wrk -t{args.wrk_threads} -c{args.connections}, {args.seconds:g} s per run, "
-        f"{args.rounds} rounds; ratios are the median of each round's ratio, figures the median round's",
-        "rounds": rounds,
-        "median": summary,
-        "post_ratio": ratio("ours_post", "floor_post"),
-        "post_ratio_web_only": ratio("ours_post_web_only", "floor_post"),
-        "get_ratio": ratio("ours_get", "floor_get"),
-        "valid": valid,
+    ratios = {
+        "post_web_only_vs_floor": ratio("ours_post_web_only", "floor_post"),
+        "get_vs_floor": ratio("ours_get", "floor_get"),
     }
+    if helpdesk is not None:
+        ratios["post_web_only_vs_helpdesk"] = ratio("ours_post_web_only", "helpdesk_post")
+        ratios["get_vs_helpdesk"] = ratio("ours_get", "helpdesk_get")
+    cpu_ratios = {kind: ratio(f"flood_{kind}", "floor_post", "cpu_ms_per_request") for kind in floods}
+    cpu_ratios["valid_submission"] = ratio("ours_post_web_only", "floor_post", "cpu_ms_per_request")
+    if args.with_worker:
+        ratios["post_with_worker_vs_floor"] = ratio("ours_post", "floor_post")
+    return {
+        "method": f"wrk -t{args.wrk_threads} -c{args.connections}, {args.seconds:g} s per page and round in two "
+        f"halves ordered A B C C B A ({args.flood_seconds:g} s per bot-flood run), {args.rounds} rounds, every "
+        "POST run with the Celery worker stopped; a ratio is the median of the rounds' ratios (with their "
+        "spread), figures the median round's; CPU is the gunicorn workers' user+system time per request",
+        "rounds": rounds,
+        "median": {key: median_run(key) for key in keys},
+        "ratios": ratios,
+        "cpu_ratios_vs_floor_post": cpu_ratios,
+        "valid": all(r[k]["valid"] for r in rounds for k in keys),
+    }
+
+
+def _scalar(database_url: str, query: str) -> Any:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+        return row[0] if row else None
 
 
 # --- 2. Acknowledgment latency ---------------------------------------------------------
@@ -230,8 +445,14 @@ def read_sink(stack: BenchStack) -> list[tuple[float, str, str, str]]:
     return rows
 
 
+def filled_in_form(stack: BenchStack) -> FormSession:
+    """/reset/ as a patient's browser loaded it, filled in over a minute."""
+    timing = json.loads(stack.python("-m", "bench.jobs", "timing-values").splitlines()[-1])
+    return FormSession.open(stack.site_url, "/reset/", overrides={timing["field"]: timing["ok"]}, client_header=True)
+
+
 def measure_ack_latency(stack: BenchStack, args: argparse.Namespace, run_id: str) -> dict[str, Any]:
-    session = FormSession.open(stack.site_url, "/reset/")
+    session = filled_in_form(stack)
     count = int(args.ack_rate * args.ack_seconds)
     tag = f"ack-{run_id}-"
     bodies = [session.body(patient(f"{tag}{i}@example.com")) for i in range(count)]
@@ -286,7 +507,7 @@ def smtplib_loop(stack: BenchStack, count: int, *, connection_per_message: bool)
     sample_path = stack.sink_log.with_name(stack.sink_log.name + ".sample.eml")
     if not sample_path.exists():
         # No acknowledgment sent yet in this run (phases skipped): send one.
-        session = FormSession.open(stack.site_url, "/reset/")
+        session = filled_in_form(stack)
         session.post(session.body(patient("sample@example.com")))
         wait_for(sample_path.exists, timeout=60, what="a first email at the SMTP server")
     raw = sample_path.read_bytes()
@@ -308,12 +529,10 @@ def smtplib_loop(stack: BenchStack, count: int, *, connection_per_message: bool)
     return {"emails": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
 
 
-def measure_email_throughput(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
+def worker_batch(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
+    """``args.emails`` acknowledgments queued in one transaction: from its
+    commit to the last one at the SMTP server."""
     count = args.emails
-    log(f"email throughput: plain smtplib loops, then {count} outbox rows through the worker")
-    loop = smtplib_loop(stack, count, connection_per_message=False)
-    loop_per_connection = smtplib_loop(stack, count, connection_per_message=True)
-    stack.settle()
     queued = json.loads(stack.python("-m", "bench.jobs", "queue-emails", "--count", str(count)).splitlines()[-1])
     prefixes = {f"<outbox-{pk}." for pk in queued["ids"]}
 
@@ -324,7 +543,7 @@ def measure_email_throughput(stack: BenchStack, args: argparse.Namespace) -> dic
     time.sleep(1)
     times = received()
     seconds = max(times) - queued["committed"]
-    worker = {
+    return {
         "emails": count,
         "received": len(times),
         "duplicated": len(times) - count,
@@ -332,14 +551,41 @@ def measure_email_throughput(stack: BenchStack, args: argparse.Namespace) -> dic
         "publish_seconds": round(queued["published"] - queued["committed"], 2),
         "per_second": round(count / seconds, 1),
     }
+
+
+def measure_email_throughput(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
+    count = args.emails
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        stack.settle()
+        loop = smtplib_loop(stack, count, connection_per_message=False)
+        loop_per_connection = smtplib_loop(stack, count, connection_per_message=True)
+        worker = worker_batch(stack, args)
+        rounds.append(
+            {
+                "worker": worker,
+                "smtplib_loop": loop,
+                "smtplib_loop_connection_per_message": loop_per_connection,
+                "ratio": worker["per_second"] / loop["per_second"],
+                "ratio_vs_connection_per_message": worker["per_second"] / loop_per_connection["per_second"],
+            }
+        )
+        log(
+            f"email round {number}: worker {worker['per_second']}/s, loop {loop['per_second']}/s "
+            f"({loop_per_connection['per_second']}/s a connection each): {rounds[-1]['ratio']:.3f}"
+        )
+    median_round = sorted(rounds, key=lambda r: r["ratio"])[(len(rounds) - 1) // 2]
     return {
         "method": f"{count} acknowledgments queued in one transaction; from its commit to the last one at the "
-        "server. Plain loop: the same message sent with smtplib, one connection for all",
-        "worker": worker,
-        "smtplib_loop": loop,
-        "smtplib_loop_connection_per_message": loop_per_connection,
-        "ratio": round(worker["per_second"] / loop["per_second"], 3),
-        "ratio_vs_connection_per_message": round(worker["per_second"] / loop_per_connection["per_second"], 3),
+        f"server. Plain loop: the same message sent with smtplib, one connection for all. {args.rounds} rounds, "
+        "each loop right before its worker run; the ratio is the median of the rounds' ratios",
+        "rounds": rounds,
+        "worker": median_round["worker"],
+        "smtplib_loop": median_round["smtplib_loop"],
+        "smtplib_loop_connection_per_message": median_round["smtplib_loop_connection_per_message"],
+        "ratio": _median_spread([r["ratio"] for r in rounds]),
+        "ratio_vs_connection_per_message": _median_spread([r["ratio_vs_connection_per_message"] for r in rounds]),
+        "duplicated": sum(r["worker"]["duplicated"] for r in rounds),
     }
 
 
@@ -460,6 +706,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000, help="requests in the table for the staff list")
     parser.add_argument("--seed-demo-sample", type=int, default=10_000)
     parser.add_argument("--admin-loads", type=int, default=50)
+    parser.add_argument("--flood-seconds", type=float, default=5, help="each bot-flood wrk run (default 5)")
+    parser.add_argument(
+        "--with-worker", action="store_true", help="also POST with the Celery worker running (not a target)"
+    )
+    parser.add_argument("--no-helpdesk", action="store_true", help="leave django-helpdesk out")
     parser.add_argument("--skip", action="append", default=[], choices=["throughput", "ack", "email", "admin"])
     parser.add_argument("--keep-db", action="store_true", help="keep the database (its name is printed)")
     parser.add_argument(
@@ -467,7 +718,7 @@ def parse_args() -> argparse.Namespace:
     )
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.rounds, args.ack_seconds = 3, 1, 5
+        args.seconds, args.flood_seconds, args.rounds, args.ack_seconds = 3, 2, 1, 5
         args.emails, args.rows, args.seed_demo_sample, args.admin_loads = 200, 50_000, 1000, 10
     return args
 
@@ -485,10 +736,16 @@ def main() -> None:
     }
     log(f"load average {results['load_average_before']} on {results['machine']['cores']} cores; logs in {root}")
     stack = BenchStack(root=root, admin_url=postgres_admin_url())
+    helpdesk = None
+    if "throughput" not in args.skip and not args.no_helpdesk:
+        helpdesk = HelpdeskSite(root=root / "helpdesk", admin_url=stack.admin_url, bin_dir=ensure_venv(log))
     memory = PeakMemory()
     started = time.monotonic()
     try:
         stack.start()
+        if helpdesk is not None:
+            helpdesk.start()
+            log(f"django-helpdesk up at {helpdesk.site_url} (database {helpdesk.db_name})")
         assert stack.web is not None and stack.worker is not None
         memory.watch("web_worker", stack.web.pid, what="children")
         memory.watch("celery_main", stack.worker.pid, what="itself")
@@ -497,7 +754,7 @@ def main() -> None:
         stack.python("-m", "bench.jobs", "superuser", "--username", BENCH_USER, "--password", BENCH_PASSWORD)
         log(f"stack up at {stack.site_url} (database {stack.db_name})")
         if "throughput" not in args.skip:
-            results["throughput"] = measure_throughput(stack, args, run_id)
+            results["throughput"] = measure_throughput(stack, helpdesk, args, run_id)
         if "ack" not in args.skip:
             stack.settle()
             results["ack_latency"] = measure_ack_latency(stack, args, run_id)
@@ -508,6 +765,8 @@ def main() -> None:
             results["admin_list"] = measure_admin(stack, args)
         results["memory"] = memory.stop()
     finally:
+        if helpdesk is not None:
+            helpdesk.stop()
         stack.stop(keep_db=args.keep_db)
         if args.keep_db:
             log(f"kept database {stack.db_name}")
