@@ -20,10 +20,11 @@ from requests_app.models import OutboundEmail
 from requests_app.outbox.lease import heartbeat_enable
 from requests_app.outbox.send import email_send_many
 from requests_app.outbox.sweep import outbox_sweep
+from requests_app.services import digest_queue_overdue
 from requests_app.tasks import send_emails
 
 from .conftest import valid_form_data
-from .factories import OutboundEmailFactory
+from .factories import OutboundEmailFactory, ResetRequestFactory
 
 pytest_plugins = ["tests.support.smtp"]
 pytestmark = pytest.mark.django_db
@@ -51,13 +52,42 @@ def test_it_sends_a_batch_over_one_smtp_connection(real_smtp):
     assert len({message.session for message in real_smtp.messages}) == 1
 
 
-def test_it_hands_the_acknowledgment_to_the_patients_queue_and_the_staff_notice_to_the_default_one(submit):
+def test_it_hands_a_submissions_two_emails_to_the_patients_queue_in_one_message_the_acknowledgment_first(submit):
     with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
         submit(valid_form_data())
 
     ack = OutboundEmail.objects.get(kind="acknowledgment")
     notice = OutboundEmail.objects.get(kind="staff_new_request")
-    # The acknowledgment first, to the queue workers take from first.
+    # One publish: the acknowledgment first, to the queue workers take from
+    # first; the staff notice rides after it over the same connection.
+    assert [(call.kwargs["args"], call.kwargs["queue"]) for call in apply_async.call_args_list] == [
+        ([[ack.pk, notice.pk]], "patient_email"),
+    ]
+
+
+def test_it_hands_staff_emails_queued_alone_to_the_default_queue(django_capture_on_commit_callbacks):
+    ResetRequestFactory(due_at=timezone.now() - timedelta(hours=1))
+    with (
+        mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        digest = digest_queue_overdue()
+
+    assert digest is not None
+    assert [(call.kwargs["args"], call.kwargs["queue"]) for call in apply_async.call_args_list] == [
+        ([[digest.pk]], None),
+    ]
+
+
+def test_the_sweeper_still_sends_a_backlogs_patient_emails_before_its_staff_emails(time_machine):
+    time_machine.move_to(timezone.now(), tick=False)
+    old = timezone.now() - timedelta(minutes=5)
+    notice = OutboundEmailFactory(kind="staff_new_request", created_at=old, next_attempt_at=old)
+    ack = OutboundEmailFactory(kind="acknowledgment", created_at=old, next_attempt_at=old)
+
+    with mock.patch("requests_app.tasks.send_emails.apply_async") as apply_async:
+        outbox_sweep()
+
     assert [(call.kwargs["args"], call.kwargs["queue"]) for call in apply_async.call_args_list] == [
         ([[ack.pk]], "patient_email"),
         ([[notice.pk]], None),

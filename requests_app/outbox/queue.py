@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from ..exceptions import WorkflowError
 from ..models import OutboundEmail, PatientMessage, RequestEvent, ResetRequest
-from .publish import publish_by_queue
+from .publish import publish_together
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -41,9 +41,10 @@ def email_queue_many(
     """Put several emails (``messages``: (reset request, kind, to) each) in
     the outbox with one insert for the rows and one for their timeline events
     (after the caller's own ``also_record`` events, in the same insert), in
-    the caller's transaction. After commit their ids go to Celery: a
-    patient's emails to the queue workers take from first, the others to the
-    default queue, each in batches a worker sends over one SMTP connection."""
+    the caller's transaction. After commit their ids go to Celery together
+    (outbox.publish.publish_together): as few messages as the batch size
+    allows, a patient's emails first and on the queue workers take from
+    first; each message's emails go over one SMTP connection."""
     now = timezone.now()
     rows = OutboundEmail.objects.bulk_create(
         OutboundEmail(
@@ -68,7 +69,7 @@ def email_queue_many(
         ]
     )
     queued = [(row.pk, row.kind) for row in rows]
-    transaction.on_commit(lambda: publish_by_queue(queued))
+    transaction.on_commit(lambda: publish_together(queued))
     return rows
 
 
