@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone, translation
 from django.views.decorators.debug import sensitive_variables
 
 from ..models import FamilyMember, OutboundEmail, RequestEvent, ResetRequest, Status
+from ..outbox.publish import publish_together
 from ..outbox.queue import email_queue_many
 from ..references import new_reference
 from ..working_hours import due_after
@@ -73,9 +78,19 @@ def reset_submit(*, submission: Submission, reference: str | None = None) -> Sub
     gets a fresh acknowledgment, so the caller cannot tell the two apart.
     ``reference``: the one a new request takes (a released held submission
     keeps the reference its sender was shown), if it is still free.
+
+    On PostgreSQL either is one statement (below); SQLite takes the ORM's
+    path, as does the rare submission that statement leaves undecided.
     """
     for _ in range(SUBMIT_ATTEMPTS):
         try:
+            if connection.vendor == "postgresql":
+                with single_statement():
+                    result = _submit_in_one_statement(submission, reference or new_reference())
+                if result is not None:
+                    return result
+                # The same patient's first submission at the same moment
+                # was not yet visible to it: the ORM's path attaches to it.
             with transaction.atomic():
                 return _submit_once(submission, reference or new_reference())
         except IntegrityError:
@@ -91,16 +106,29 @@ def reset_submit(*, submission: Submission, reference: str | None = None) -> Sub
 def reset_attach_quietly(*, submission: Submission) -> ResetRequest | None:
     """Record a submission on the patient's open request without emailing
     anyone (it came past the per-email limit); None when the patient has no
-    open request. Atomic."""
+    open request. Atomic (on PostgreSQL one statement)."""
+    message = _describe(submission) + "\n(Past the per-email limit: no email was sent.)"
+    if connection.vendor == "postgresql":
+        with single_statement():
+            return _attach_in_one_statement(submission, message)
     with transaction.atomic():
         existing = _open_request_of(submission)
         if existing is not None:
-            RequestEvent.objects.record(
-                existing,
-                RequestEvent.Kind.DUPLICATE,
-                message=_describe(submission) + "\n(Past the per-email limit: no email was sent.)",
-            )
+            RequestEvent.objects.record(existing, RequestEvent.Kind.DUPLICATE, message=message)
         return existing
+
+
+@contextlib.contextmanager
+def single_statement() -> Iterator[None]:
+    """Where a single statement needs no transaction of its own: on its own
+    (autocommit) it is atomic already, and BEGIN and COMMIT would be two
+    round trips more. Inside the caller's transaction, a savepoint, so that
+    a failed statement (a reference collision) can be tried again."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+    else:
+        yield
 
 
 def _open_request_of(submission: Submission) -> ResetRequest | None:
@@ -171,3 +199,200 @@ def _describe(submission: Submission) -> str:
     if submission.details:
         lines.append(f"Details: {submission.details}")
     return "\n".join(lines)
+
+
+# --- PostgreSQL: a submission in one statement -----------------------------------
+#
+# The same rows the ORM's path writes (_submit_once), in one statement and
+# no transaction of its own (BEGIN and COMMIT would be two round trips
+# more). A new patient: the request, its family, the acknowledgment and the
+# staff notice in the outbox, the "submitted" and "email queued" events. A
+# patient with an open request: on it, the "submitted again" event, the
+# acknowledgment and its "email queued" event. The request's INSERT ... ON
+# CONFLICT DO NOTHING targets the partial unique index of open requests
+# (resetrequest_one_open_per_patient): for a patient with an open request
+# it inserts nothing (and PostgreSQL logs no error, as a failed INSERT
+# would), and a SELECT ... FOR UPDATE of the same statement finds that
+# request instead. The rows that follow are each tagged for one case or the
+# other and joined to the one that happened. Every row's columns and values
+# are those Django's INSERT for its model would have (field defaults,
+# auto_now, database defaults left to the database), so a field added later
+# is written here too; tests/test_submit_postgres.py compares the rows of
+# the two paths. The SQL text depends only on the rows' shape, and is built
+# once per shape.
+
+NEW, EXISTING = "new", "existing"
+
+
+@functools.cache
+def _one_open_per_patient() -> tuple[str, str]:
+    """The conflict target that picks resetrequest_one_open_per_patient (its
+    columns and condition), and the same as a WHERE clause."""
+    [constraint] = [c for c in ResetRequest._meta.constraints if c.name == "resetrequest_one_open_per_patient"]
+    assert isinstance(constraint, models.UniqueConstraint) and constraint.condition == models.Q(is_open=True)
+    quote = connection.ops.quote_name
+    fields = [ResetRequest._meta.get_field(name) for name in constraint.fields]
+    columns = [quote(field.column) for field in fields if isinstance(field, models.Field)]
+    assert len(columns) == len(fields)
+    target = f"({', '.join(columns)}) WHERE {quote('is_open')}"
+    where = " AND ".join([f"{column} = %s" for column in columns] + [quote("is_open")])
+    return target, where
+
+
+@functools.cache
+def _db_type(field: models.Field[Any, Any]) -> str:
+    return str(field.db_type(connection))
+
+
+def _prepared(obj: models.Model, *, skip: str = "") -> tuple[tuple[tuple[str, str], ...], list[Any]]:
+    """The columns Django would INSERT for ``obj`` (each with its type) and
+    their values prepared for the database; the id and ``skip`` left out."""
+    columns, values = [], []
+    for field in type(obj)._meta.local_concrete_fields:
+        if field.primary_key or field.generated or field.attname == skip:
+            continue
+        value = field.pre_save(obj, add=True)
+        if isinstance(value, DatabaseDefault):
+            continue
+        columns.append((field.column, _db_type(field)))
+        values.append(field.get_db_prep_save(value, connection))
+    return tuple(columns), values
+
+
+@functools.cache
+def _rows_for_target_sql(
+    name: str, table: str, columns: tuple[tuple[str, str], ...], cases: tuple[str, ...], returning: str
+) -> str:
+    """``name AS (INSERT INTO table … SELECT target.id, … FROM target JOIN (VALUES …))``:
+    one row per entry of ``cases``, in that order, for the case that
+    happened (the tag of ``target``'s one row), pointing at its request. The
+    values are cast to their columns' types: unlike VALUES in an INSERT, a
+    SELECT does not take its types from the columns it fills."""
+    quote = connection.ops.quote_name
+    names = [f"c{i}" for i in range(len(columns))]
+    casts = ", ".join(f"%s::{db_type}" for _, db_type in columns)
+    rows = ", ".join(f"({number}, '{case}', {casts})" for number, case in enumerate(cases))
+    targets = ", ".join([quote("reset_id")] + [quote(column) for column, _ in columns])
+    return (
+        f"{name} AS (INSERT INTO {quote(table)} ({targets}) "  # noqa: S608 - names from the models
+        f"SELECT target.id, {', '.join('v.' + n for n in names)} FROM target "
+        f"JOIN (VALUES {rows}) AS v(n, made, {', '.join(names)}) ON v.made = target.made "
+        f"ORDER BY v.n RETURNING {returning})"
+    )
+
+
+def _rows_for_target(
+    name: str, rows: Sequence[tuple[str, models.Model]], returning: str = "id"
+) -> tuple[str, list[Any]]:
+    """The CTE inserting ``rows`` ((case, unsaved object) each, all of one
+    model and shape) and its parameters."""
+    prepared = [_prepared(obj, skip="reset_id") for _, obj in rows]
+    columns = prepared[0][0]
+    assert all(shape == columns for shape, _ in prepared), "rows of one CTE must have the same columns"
+    sql = _rows_for_target_sql(name, rows[0][1]._meta.db_table, columns, tuple(case for case, _ in rows), returning)
+    return sql, [value for _, values in prepared for value in values]
+
+
+@functools.cache
+def _submit_sql(request_columns: tuple[tuple[str, str], ...], *ctes: str) -> str:
+    quote = connection.ops.quote_name
+    table = quote(ResetRequest._meta.db_table)
+    conflict, open_request = _one_open_per_patient()
+    return (
+        f"WITH new AS (INSERT INTO {table} ({', '.join(quote(c) for c, _ in request_columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(request_columns))}) "
+        f"ON CONFLICT {conflict} DO NOTHING RETURNING id, reference, '{NEW}' AS made), "
+        f"existing AS (SELECT id, reference, '{EXISTING}' AS made FROM {table} WHERE {open_request} FOR UPDATE), "
+        f"target AS (SELECT * FROM new UNION ALL SELECT * FROM existing), {', '.join(ctes)} "
+        "SELECT target.id, target.reference, target.made, emails.id, emails.kind FROM target JOIN emails ON true"
+    )
+
+
+def _submit_in_one_statement(submission: Submission, reference: str) -> SubmitResult | None:
+    """A new request with everything it comes with, or the submission
+    attached to the patient's open request, in one statement. None (nothing
+    stored) when neither could be: the same patient's first submission,
+    made at the same moment, was not yet committed when this one began."""
+    now = timezone.now()
+    reset = ResetRequest(
+        reference=reference,
+        **submission.patient_fields(),
+        language=_patient_language(submission.language),
+        submitted_at=now,
+        due_at=due_after(now),
+    )
+
+    def email(kind: str, to: str) -> OutboundEmail:
+        return OutboundEmail(reset=reset, kind=kind, to=to, created_at=now, next_attempt_at=now)
+
+    def event(kind: str, **fields: Any) -> RequestEvent:
+        return RequestEvent(reset=reset, kind=kind, created_at=now, **fields)
+
+    ack, notice = OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.STAFF_NEW_REQUEST
+    emails = [(NEW, email(ack, reset.email)), (NEW, email(notice, settings.STAFF_NOTIFY_EMAIL))]
+    emails.append((EXISTING, email(ack, reset.email)))
+    queued = RequestEvent.Kind.EMAIL_QUEUED
+    events = [
+        (NEW, event(RequestEvent.Kind.SUBMITTED, to_status=Status.NEW)),
+        *((NEW, event(queued, message=e.get_kind_display())) for case, e in emails if case == NEW),
+        # As the ORM's path words it (_submit_once, email_queue_many).
+        (EXISTING, event(RequestEvent.Kind.DUPLICATE, message=_describe(submission))),
+        (EXISTING, event(queued, message=emails[-1][1].get_kind_display())),
+    ]
+    family = [
+        (NEW, FamilyMember(reset=reset, first_name=first, last_name=last, date_of_birth=dob))
+        for first, last, dob in submission.family
+    ]
+    request_columns, params = _prepared(reset)
+    params += [submission.email, submission.date_of_birth]
+    ctes = []
+    for name, rows, returning in (("emails", emails, "id, kind"), ("events", events, "id"), ("family", family, "id")):
+        if rows:
+            sql, values = _rows_for_target(name, rows, returning)
+            ctes.append(sql)
+            params += values
+    with connection.cursor() as cursor:
+        cursor.execute(_submit_sql(request_columns, *ctes), params)
+        rows_back = cursor.fetchall()
+    if not rows_back:
+        return None
+    pk, stored_reference, made = rows_back[0][:3]
+    if made == NEW:
+        reset.pk = pk
+        reset._state.adding = False
+        reset._state.db = connection.alias
+        logger.info("reset request submitted reference=%s", reset.reference)
+    else:
+        # The open request as the ORM would load it with only(): the rest on access.
+        reset = ResetRequest.from_db(connection.alias, ["id", "reference"], [pk, stored_reference])
+    # The acknowledgment first: it is published, and sent, before the notice.
+    by_kind = {kind: email_id for *_, email_id, kind in rows_back}
+    published = [(by_kind[e.kind], e.kind) for case, e in emails if case == made]
+    transaction.on_commit(lambda: publish_together(published))
+    return SubmitResult(reset=reset, created=made == NEW)
+
+
+def _attach_in_one_statement(submission: Submission, message: str) -> ResetRequest | None:
+    """The "submitted again" event on the patient's open request (locked, as
+    the ORM's path locks it), in one statement; None when there is none."""
+    sql, params = _rows_for_target(
+        "events",
+        [(EXISTING, RequestEvent(kind=RequestEvent.Kind.DUPLICATE, message=message, created_at=timezone.now()))],
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_attach_sql(sql), [submission.email, submission.date_of_birth, *params])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # The request as the ORM would load it with only(): the rest on access.
+    return ResetRequest.from_db(connection.alias, ["id", "reference"], list(row))
+
+
+@functools.cache
+def _attach_sql(events: str) -> str:
+    table = connection.ops.quote_name(ResetRequest._meta.db_table)
+    _, open_request = _one_open_per_patient()
+    return (
+        f"WITH target AS (SELECT id, reference, '{EXISTING}' AS made FROM {table} "  # noqa: S608
+        f"WHERE {open_request} FOR UPDATE), {events} SELECT target.id, target.reference FROM target"
+    )
