@@ -465,7 +465,7 @@ def test_it_stops_counting_past_30_answers_an_hour_from_one_address(client):
 
 
 def test_it_counts_when_the_cache_that_holds_the_limit_is_down(client):
-    with mock.patch("requests_app.rate_limits.is_ratelimited", side_effect=ConnectionError("cache down")):
+    with mock.patch("requests_app.rate_limits._count", side_effect=ConnectionError("cache down")):
         response = answer(client, "same-login", "no")
 
     assert response.status_code == 303

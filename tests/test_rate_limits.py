@@ -5,11 +5,17 @@ email (on the open request's timeline, or held) and answered like any
 other, so the limit stops email bombing without telling anyone that the
 address was used."""
 
+import contextlib
+from collections import Counter
+
 import pytest
 from django.core import mail
+from django.core.cache import caches
+from django.utils import timezone
 
 from requests_app.models import HeldSubmission, OutboundEmail, RequestEvent, ResetRequest
 
+pytest_plugins = ["tests.support.redis_servers"]
 pytestmark = pytest.mark.django_db
 
 
@@ -141,3 +147,115 @@ def test_it_counts_an_addresss_plus_tag_and_gmail_dot_spellings_as_one_for_the_l
 
     assert HeldSubmission.objects.get().why == "email_limit"
     assert len(mail.outbox) == sent_before
+
+
+def test_it_does_not_count_the_email_of_a_post_past_the_address_limit(
+    client, form_data, settings, django_capture_on_commit_callbacks
+):
+    settings.SUBMIT_RATE_PER_ADDRESS = "1/h"
+    settings.SUBMIT_RATE_PER_EMAIL = "1/h"
+    settings.CLIENT_IP_HEADER = "X-Real-IP"
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post("/reset/", form_data(email="a@example.com"), HTTP_X_REAL_IP="203.0.113.7")
+        refused = client.post("/reset/", form_data(email="b@example.com"), HTTP_X_REAL_IP="203.0.113.7")
+        # b@ was not counted by the refused POST: from another client, filed.
+        other_client = client.post("/reset/", form_data(email="b@example.com"), HTTP_X_REAL_IP="203.0.113.8")
+
+    assert (first.status_code, refused.status_code, other_client.status_code) == (303, 429, 303)
+    assert ResetRequest.objects.filter(email="b@example.com", is_open=True).count() == 1
+    assert not HeldSubmission.objects.exists()
+
+
+@pytest.mark.parametrize("step", ["invalid", "date step", "too early", "held"])
+def test_every_kind_of_post_counts_once_against_the_address(client, form_data, settings, step):
+    settings.SUBMIT_RATE_PER_ADDRESS = "2/h"
+    posts = {
+        "invalid": {"first_name": ""},
+        "date step": {"appointment_date": form_data()["appointment_date"]},
+        "too early": form_data(appointment_date=timezone.localdate().isoformat()),
+        "held": form_data(website="http://spam.example"),
+    }
+    answers = [client.post("/reset/", posts[step]).status_code for _ in range(3)]
+
+    assert answers[:2] in ([200, 200], [303, 303])
+    assert answers[2] == 429
+
+
+def test_a_malformed_rate_is_an_error_not_an_outage(client, form_data, settings):
+    settings.SUBMIT_RATE_PER_ADDRESS = "twenty an hour"
+
+    with pytest.raises(ValueError, match="not a rate"):
+        client.post("/reset/", form_data())
+
+
+# --- On Redis (production): both counters in one round trip ----------------------
+
+
+@pytest.fixture
+def redis_counters(throwaway_redis, settings):
+    """The default cache on a Redis of this test's own, as settings put a
+    redis:// CACHE_URL on django-redis; the server, to read what it was sent."""
+    suite_caches = settings.CACHES
+    settings.CACHES = {
+        **suite_caches,
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": throwaway_redis.url(1),
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+        },
+    }
+    yield throwaway_redis
+    with contextlib.suppress(Exception):  # a test may have stopped the server
+        caches["default"].clear()
+    settings.CACHES = suite_caches
+
+
+def redis_calls(server) -> Counter:
+    """Commands the server ran, by name (this INFO and its connection's HELLO apart)."""
+    stats = server.client().info("commandstats")
+    ours = {"cmdstat_info", "cmdstat_hello"}
+    return Counter({name.removeprefix("cmdstat_"): s["calls"] for name, s in stats.items() if name not in ours})
+
+
+@pytest.mark.services
+def test_it_counts_a_filing_against_the_address_and_the_email_in_one_round_trip(
+    redis_counters, submit, form_data, settings
+):
+    submit(form_data(email="first@example.com"))  # the server learns the script
+    before = redis_calls(redis_counters)
+
+    response = submit(form_data(email="second@example.com"))
+
+    assert response.status_code == 303
+    # One command from the app: the script, whose INCRs (address, email) and
+    # EXPIRE (the new email counter's) Redis counts as well.
+    assert redis_calls(redis_counters) - before == Counter({"evalsha": 1, "incr": 2, "expire": 1})
+    # Hashed: no address and no email in any key.
+    keys = b" ".join(redis_counters.client(1).keys("*"))
+    assert b"second" not in keys and b"127.0.0.1" not in keys
+
+
+@pytest.mark.services
+def test_on_redis_the_limits_hold_as_on_any_cache(redis_counters, submit, form_data, settings):
+    settings.SUBMIT_RATE_PER_EMAIL = "2/h"
+    settings.SUBMIT_RATE_PER_ADDRESS = "4/h"
+    answers = [submit(form_data()).status_code for _ in range(3)]
+    reset = ResetRequest.objects.get()
+    other = submit(form_data(email="other@example.com")).status_code
+    past_address = submit(form_data(email="third@example.com")).status_code
+
+    assert (answers, other, past_address) == ([303, 303, 303], 303, 429)
+    # The third was past the email limit: kept on the timeline, no email.
+    assert reset.events.filter(kind=RequestEvent.Kind.DUPLICATE).count() == 2
+    assert "no email was sent" in reset.events.filter(kind=RequestEvent.Kind.DUPLICATE).last().message
+    assert not ResetRequest.objects.filter(email="third@example.com").exists()
+
+
+@pytest.mark.services
+def test_with_redis_down_the_form_still_files_the_request(throwaway_redis, redis_counters, submit, form_data):
+    throwaway_redis.stop()
+
+    response = submit(form_data())
+
+    assert response.status_code == 303
+    assert ResetRequest.objects.filter(email=form_data()["email"]).exists()

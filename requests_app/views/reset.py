@@ -33,7 +33,7 @@ from ..forms import (
 )
 from ..models import HeldSubmission
 from ..practice_time import access_window_ends
-from ..rate_limits import over_rate_limit
+from ..rate_limits import Limit, first_limit_passed
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +126,13 @@ def reset_request(request: HttpRequest) -> HttpResponse:
     the window shows what to do instead and stores nothing."""
     if request.method != "POST":
         return render(request, "requests_app/reset_visit.html", visit_page_context(VisitDateForm()))
-    if over_rate_limit(request, group="reset-address", key=client_ip(request), rate=settings.SUBMIT_RATE_PER_ADDRESS):
-        return _rate_limited(request)
+    # Every POST counts against the client's address, once: a filing
+    # together with the patient's email (one round trip), any other POST
+    # alone, each before it stores or shows anything.
+    address = Limit("reset-address", client_ip(request), settings.SUBMIT_RATE_PER_ADDRESS)
     if is_date_step(request.POST):
+        if first_limit_passed([address]):
+            return _rate_limited(request)
         return _date_step(request)
 
     expired = False
@@ -139,11 +143,15 @@ def reset_request(request: HttpRequest) -> HttpResponse:
     if family_is_valid(form, family) and form_valid:
         window_ends = access_window_ends(form.cleaned_data["appointment_date"])
         if timezone.now() < window_ends:
+            if first_limit_passed([address]):
+                return _rate_limited(request)
             return _too_early(request, window_ends)
         timing = check_timing(request.POST)
         expired = timing is Timing.EXPIRED
         if not expired:
-            return _file(request, form, family, timing)
+            return _file(request, form, family, timing, address)
+    if first_limit_passed([address]):
+        return _rate_limited(request)
     visit = form.cleaned_data.get("appointment_date") if "appointment_date" not in form.errors else None
     return render(
         request, "requests_app/reset_form.html", details_page_context(form, family, visit=visit, expired=expired)
@@ -170,18 +178,26 @@ def _date_step(request: HttpRequest) -> HttpResponse:
 
 
 @sensitive_variables()
-def _file(request: HttpRequest, form: ResetRequestForm, family: BaseFamilyFormSet, timing: Timing) -> HttpResponse:
+def _file(
+    request: HttpRequest, form: ResetRequestForm, family: BaseFamilyFormSet, timing: Timing, address: Limit
+) -> HttpResponse:
     """A valid submission past the window: held if it looks automated, kept
     without an email past the per-email limit, filed otherwise; the sender
     sees the same confirmation whichever it was."""
     submission = replace(to_submission(form, family), language=request.LANGUAGE_CODE)
     why = _held_because(form, timing)
     if why is not None:
+        if first_limit_passed([address]):
+            return _rate_limited(request)
         return _confirmation(services.held_create(submission=submission, why=why).reference)
-    # Counted only for submissions that would be filed: posts that store
-    # nothing, or are held, cannot use up a patient's quota.
+    # The email is counted only for submissions that would be filed: posts
+    # that store nothing, or are held, cannot use up a patient's quota; nor
+    # can one past the address limit (the count stops there).
     # An address's +tag (and Gmail's dotted) spellings count as one.
-    limit_key = rate_limit_key(submission.email)
-    if over_rate_limit(request, group="reset-email", key=limit_key, rate=settings.SUBMIT_RATE_PER_EMAIL):
+    email = Limit("reset-email", rate_limit_key(submission.email), settings.SUBMIT_RATE_PER_EMAIL)
+    passed = first_limit_passed([address, email])
+    if passed is address:
+        return _rate_limited(request)
+    if passed is email:
         return _confirmation(services.reset_submit_past_email_limit(submission=submission))
     return _confirmation(services.reset_submit(submission=submission).reset.reference)
