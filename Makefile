@@ -110,10 +110,13 @@ clean:
 	rm -rf $(VENV) var/test .pytest_cache
 
 # Benchmarks (docs/benchmarks.md). Not part of `make test`: about
-# ten minutes, on PostgreSQL (BENCH_POSTGRES_URL, default the local server)
-# with redis-server and wrk on PATH. Installs wrk as root with apt-get when
-# it is missing. Writes bench/results.json (the headline figures) and
+# twenty minutes, on PostgreSQL (BENCH_POSTGRES_URL, default the local
+# server) with redis-server and wrk on PATH. Installs wrk as root with
+# apt-get when it is missing, and django-helpdesk (the comparison target)
+# into a virtualenv of its own under var/bench-helpdesk/ from PyPI on the
+# first run. Writes bench/results.json (the headline figures) and
 # var/bench/<run>/results-full.json (every round), and prints the table.
+# On a shared machine run one benchmark at a time: each takes both cores.
 .PHONY: bench
 bench: $(VENV)/.installed $(MO_FILES)
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \

@@ -54,8 +54,24 @@ PARTS: dict[str, tuple[str, str]] = {
 }
 
 
+# What the form page puts in the form besides the patient's answers (the
+# CSRF token and the timing value apart): the family formset's management
+# form, the date step's boxes, the honeypot.
+PAGE_FIELDS = {
+    "family-TOTAL_FORMS": "1",
+    "family-INITIAL_FORMS": "0",
+    "family-MIN_NUM_FORMS": "0",
+    "family-MAX_NUM_FORMS": "5",
+    "appointment_date_month": "",
+    "appointment_date_day": "",
+    "appointment_date_year": "",
+    "website": "",
+}
+
+
 def patient(email: str) -> dict[str, str]:
     return {
+        **PAGE_FIELDS,
         "first_name": "Pat",
         "last_name": "Benchmark",
         "date_of_birth": "1979-11-07",
@@ -89,7 +105,7 @@ def services(root: Path) -> Iterator[dict[str, str]]:
             SUBMIT_RATE_PER_EMAIL="5/h",
             SUBMIT_RATE_PER_ADDRESS="20/h",
             CLIENT_IP_HEADER="X-Real-IP",
-            LOG_LEVEL="WARNING",
+            LOG_LEVEL=os.environ.get("PROFILE_LOG_LEVEL", "INFO"),
         )
         env["redis_port"] = str(redis_server.port)
         yield env
