@@ -344,7 +344,7 @@ def measure_throughput(
         # One client, many patients.
         "address_limit": lambda: (body(ours), f"2001:db8:{next(run_group):x}:1::1"),
     }
-    half = args.seconds / 2
+    half = max(1, round(args.seconds / 2))  # wrk takes whole seconds
 
     def get_run(target: Target) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
