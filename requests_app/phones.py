@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -30,6 +31,8 @@ def searched_phone(text: str) -> str | None:
     return parse_phone(text)
 
 
+# The practice's own number is written several times in every email.
+@lru_cache(maxsize=1024)
 def phone_display(e164: str) -> str:
     """An E.164 number as people write it: the national format for a number
     with DEFAULT_REGION's country code (``(555) 010-0199``), the
