@@ -10,8 +10,6 @@ anything that would read what it guards:
   removed from a request that did not come from it.
 - ``BodyCharsetMiddleware``: a form body Django cannot decode is answered
   400 before anything reads it.
-
-The staff pages' own middleware is in portal_reset/staff_middleware.py.
 """
 
 from __future__ import annotations

@@ -161,18 +161,15 @@ MIDDLEWARE = [
     # that the 400 carries their headers too. Neither reads the body.
     "portal_reset.middleware.BodyCharsetMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # "Staff…": Django's and django-otp's own middleware, run for the admin
-    # only (portal_reset/staff_middleware.py): a patient's page has no
-    # login, session or message. CSRF keeps its secret in a cookie.
-    "portal_reset.staff_middleware.StaffSessionMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     # Django's LocaleMiddleware (the browser's Accept-Language, or the
     # language the patient picked), with staff pages kept in English.
     "requests_app.i18n.PatientLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "portal_reset.staff_middleware.StaffAuthenticationMiddleware",
-    "portal_reset.staff_middleware.StaffOTPMiddleware",
-    "portal_reset.staff_middleware.StaffMessageMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its 429 page.
     "axes.middleware.AxesMiddleware",
