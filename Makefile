@@ -110,7 +110,7 @@ clean:
 	rm -rf $(VENV) var/test .pytest_cache
 
 # Benchmarks (docs/benchmarks.md). Not part of `make test`: about
-# twenty minutes, on PostgreSQL (BENCH_POSTGRES_URL, default the local
+# ten minutes, on PostgreSQL (BENCH_POSTGRES_URL, default the local
 # server) with redis-server and wrk on PATH. Installs wrk as root with
 # apt-get when it is missing, and django-helpdesk (the comparison target)
 # into a virtualenv of its own under var/bench-helpdesk/ from PyPI on the
