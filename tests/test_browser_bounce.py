@@ -43,7 +43,7 @@ from .support.chromium import (  # noqa: E402
     screenshot_folder,
     screenshots_at_both_widths,
 )
-from .support.processes import run_manage, serving_gunicorn, sqlite_site_env  # noqa: E402
+from .support.processes import create_staff_member, manage_json, run_manage, serving_gunicorn, sqlite_site_env  # noqa: E402
 
 pytest_plugins = ["tests.support.chromium"]
 
@@ -81,22 +81,7 @@ def shots() -> Path:
 
 @pytest.fixture(scope="module")
 def staff_password(site: tuple[str, dict[str, str]]) -> str:
-    password = secrets.token_urlsafe(18)
-    code = (
-        "import os\n"
-        "from django.contrib.auth import get_user_model\n"
-        "from django.core.management import call_command\n"
-        f"get_user_model().objects.create_user(username={STAFF_USERNAME!r}, first_name='Fran', last_name='Desk',\n"
-        "    password=os.environ['STAFF_PASSWORD'])\n"
-        f"call_command('setup_staff_group', user=[{STAFF_USERNAME!r}])\n"
-    )
-    run_manage("shell", "-c", code, env={**site[1], "STAFF_PASSWORD": password})
-    return password
-
-
-def manage_json(env: dict[str, str], code: str) -> Any:
-    result = run_manage("shell", "-c", code, env=env)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return create_staff_member(site[1], STAFF_USERNAME, first_name="Fran", last_name="Desk")
 
 
 def seed_queue(env: dict[str, str]) -> dict[str, Any]:

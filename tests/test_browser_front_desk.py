@@ -18,9 +18,7 @@ resource.
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from .support.chromium import (  # noqa: E402
     screenshot_folder,
     screenshots_at_both_widths,
 )
-from .support.processes import run_manage, serving_gunicorn, sqlite_site_env  # noqa: E402
+from .support.processes import create_staff_member, manage_json, run_manage, serving_gunicorn, sqlite_site_env  # noqa: E402
 
 pytest_plugins = ["tests.support.chromium"]
 
@@ -70,24 +68,7 @@ def shots() -> Path:
 @pytest.fixture(scope="module")
 def staff_password(site: tuple[str, dict[str, str]]) -> str:
     """A front-desk member in the least-privilege group (setup_staff_group)."""
-    password = secrets.token_urlsafe(18)
-    code = (
-        "import os\n"
-        "from django.contrib.auth import get_user_model\n"
-        "from django.core.management import call_command\n"
-        f"get_user_model().objects.create_user(username={STAFF_USERNAME!r}, first_name='Fran', last_name='Desk',\n"
-        "    password=os.environ['STAFF_PASSWORD'])\n"
-        f"call_command('setup_staff_group', user=[{STAFF_USERNAME!r}])\n"
-    )
-    run_manage("shell", "-c", code, env={**site[1], "STAFF_PASSWORD": password})
-    return password
-
-
-def manage_json(env: dict[str, str], code: str) -> Any:
-    """Run ``code`` in manage.py shell against the site's database; it prints
-    one JSON value, returned here."""
-    result = run_manage("shell", "-c", code, env=env)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return create_staff_member(site[1], STAFF_USERNAME, first_name="Fran", last_name="Desk")
 
 
 def seed(env: dict[str, str], *specs: dict[str, Any]) -> list[dict[str, Any]]:

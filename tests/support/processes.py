@@ -5,6 +5,7 @@ environment; ``manage.py`` commands in a subprocess."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,6 +170,29 @@ def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subproc
             pytrace=False,
         )
     return result
+
+
+def manage_json(env: dict[str, str], code: str) -> Any:
+    """Run ``code`` in ``manage.py shell`` with ``env``; it prints one JSON
+    value, returned here."""
+    result = run_manage("shell", "-c", code, env=env)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def create_staff_member(env: dict[str, str], username: str, *, first_name: str, last_name: str) -> str:
+    """A staff member in the least-privilege group, made with the app's own
+    command (setup_staff_group) in the site's database; returns the password."""
+    password = secrets.token_urlsafe(18)
+    code = (
+        "import os\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from django.core.management import call_command\n"
+        f"get_user_model().objects.create_user(username={username!r}, first_name={first_name!r},\n"
+        f"    last_name={last_name!r}, password=os.environ['STAFF_PASSWORD'])\n"
+        f"call_command('setup_staff_group', user=[{username!r}])\n"
+    )
+    run_manage("shell", "-c", code, env={**env, "STAFF_PASSWORD": password})
+    return password
 
 
 @contextlib.contextmanager
