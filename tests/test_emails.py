@@ -8,9 +8,6 @@ These tests assert on data, not on the templates' wording."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-import re
 from typing import Any
 
 import pytest
@@ -20,6 +17,7 @@ from requests_app import services
 from requests_app.models import ResetRequest
 
 from .conftest import UNMISTAKABLE_PATIENT, valid_form_data
+from .support.mail_parts import everything, html_part, sent, text_part
 
 pytestmark = pytest.mark.django_db
 
@@ -27,29 +25,6 @@ PATIENT = UNMISTAKABLE_PATIENT
 # Every way a message could show the date of birth, phone, details, last name.
 NEVER_TO_THE_PATIENT = ["1975", "Quattlebaum", "+15559871234", "555-987-1234", "5559871234", "987-1234", "firmware"]
 NEVER_TO_STAFF = [*NEVER_TO_THE_PATIENT, "Zebulon", "zq.private"]
-
-
-def sent(message: Any) -> email.message.EmailMessage:
-    """The message as it leaves: parsed back from its bytes, so encoded
-    headers and quoted-printable bodies read as plain text."""
-    return email.message_from_bytes(message.message().as_bytes(), policy=email.policy.default)  # type: ignore[return-value]
-
-
-def text_part(message: Any) -> str:
-    return sent(message).get_body(preferencelist=("plain",)).get_content()
-
-
-def html_part(message: Any) -> str:
-    return sent(message).get_body(preferencelist=("html",)).get_content()
-
-
-def everything(message: Any) -> str:
-    """Headers and every part's decoded content, with the random parts taken
-    out: the status link's secret and the MIME boundary could spell anything."""
-    parsed = sent(message)
-    chunks = [f"{name}: {value}" for name, value in parsed.items() if name.lower() != "content-type"]
-    chunks += [part.get_content() for part in parsed.walk() if not part.is_multipart()]
-    return re.sub(r"/status/[^/\s\"'<>]+/", "/status/TOKEN/", "\n".join(chunks))
 
 
 def message_to(address: str) -> Any:
