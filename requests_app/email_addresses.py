@@ -59,6 +59,16 @@ _DOT_ATOM = re.compile(r"[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+(\.[-!#$%&'*+/=?^_`{}|~0
 _NOT_IN_A_BARE_ADDRESS = frozenset('"()<>,;:\\')
 # Where IDNA 2003 (the mail layer's) and IDNA 2008 disagree.
 _IDNA_DEVIATIONS = frozenset("ßẞς\u200c\u200d")
+# A canonical address with nothing in it for the mail layer to read twice:
+# lower-case letters, digits and . _ + - before the @ (dots only between
+# them), letters, digits and hyphens in the dot-separated labels after it.
+# _sent_unchanged answers True for every one of these (the test suite
+# checks it against the parsers), so they skip them: the parsers cost most
+# of a submission's address checks, and they run twice (the form, then the
+# per-email limit's key).
+_PLAIN_LOCAL = r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*"
+_PLAIN_DOMAIN = r"[a-z0-9-]+(?:\.[a-z0-9-]+)+"
+_PLAIN_ADDRESS = re.compile(rf"{_PLAIN_LOCAL}@{_PLAIN_DOMAIN}\Z")
 _GMAIL = "gmail.com"
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
@@ -143,6 +153,13 @@ def _sent_unchanged(address: str) -> bool:
     envelope (``sanitize_address``) and in the To header (``getaddresses``,
     then ``sanitize_address``), with Python's header parser reading the
     same local part and domain and finding nothing to correct."""
+    if _PLAIN_ADDRESS.match(address):
+        return True
+    return _parsers_agree(address)
+
+
+def _parsers_agree(address: str) -> bool:
+    """_sent_unchanged the long way: what the parsers make of ``address``."""
     try:
         token, rest = get_mailbox(address)
         if rest or token.all_defects or token.display_name:
