@@ -24,6 +24,7 @@ from django.utils import timezone
 from ..delivery_feedback import sent_message_id
 from ..models import OutboundEmail, RequestEvent
 from . import render
+from .backends import DJANGO_SMTP_BACKEND, OUTBOX_SMTP_BACKEND
 from .lease import Lease
 from .publish import email_publish
 
@@ -57,7 +58,7 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     email_ids = list(dict.fromkeys(email_ids))  # an id named twice is sent once
     # Built before anything is claimed: a backend that cannot be built
     # leaves every row as it was.
-    connection = get_connection(fail_silently=False)
+    connection = outbox_connection()
     claimed = claim_emails(email_ids)
     unsent = [email_id for email_id in email_ids if email_id in claimed]
     lease = Lease(unsent)
@@ -84,6 +85,14 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
         states = dict(OutboundEmail.objects.filter(pk__in=others).values_list("pk", "state"))
         results.update({email_id: SendResult(state=states.get(email_id, "missing")) for email_id in others})
     return {email_id: results[email_id] for email_id in email_ids}
+
+
+def outbox_connection() -> Any:
+    """A connection of EMAIL_BACKEND; Django's SMTP backend is replaced by
+    its outbox subclass (backends.OutboxSMTPBackend: the same conversation
+    with the server, minus work it repeats for every message)."""
+    backend = settings.EMAIL_BACKEND
+    return get_connection(OUTBOX_SMTP_BACKEND if backend == DJANGO_SMTP_BACKEND else backend, fail_silently=False)
 
 
 def claimable_q() -> Q:
