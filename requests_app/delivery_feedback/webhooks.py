@@ -13,21 +13,18 @@ answers 400 instead of 500, with nothing of its body in a log.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent
-from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
 from anymail.webhooks.base import AnymailCoreWebhookView
-from anymail.webhooks.brevo import BrevoTrackingWebhookView
-from anymail.webhooks.mailgun import MailgunTrackingWebhookView
-from anymail.webhooks.postmark import PostmarkTrackingWebhookView
-from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.urls import URLPattern, path
+from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
 logger = logging.getLogger(__name__)
@@ -60,13 +57,21 @@ def _view_class(base: type[AnymailCoreWebhookView]) -> type[AnymailCoreWebhookVi
     return type(base.__name__, (_UnreadableIs400, base), {"__module__": __name__})
 
 
-_VIEWS: dict[str, type[AnymailCoreWebhookView]] = {
-    "postmark": _view_class(PostmarkTrackingWebhookView),
-    "amazon_ses": _view_class(AmazonSESTrackingWebhookView),
-    "mailgun": _view_class(MailgunTrackingWebhookView),
-    "sendgrid": _view_class(SendGridTrackingWebhookView),
-    "brevo": _view_class(BrevoTrackingWebhookView),
+# Imported on the first call to its URL: every provider's route exists, but
+# a provider's module (Amazon SES's imports boto3, a fifth of a second and
+# some 20 MB) is loaded only where that provider is the one configured.
+_VIEWS: dict[str, str] = {
+    "postmark": "anymail.webhooks.postmark.PostmarkTrackingWebhookView",
+    "amazon_ses": "anymail.webhooks.amazon_ses.AmazonSESTrackingWebhookView",
+    "mailgun": "anymail.webhooks.mailgun.MailgunTrackingWebhookView",
+    "sendgrid": "anymail.webhooks.sendgrid.SendGridTrackingWebhookView",
+    "brevo": "anymail.webhooks.brevo.BrevoTrackingWebhookView",
 }
+
+
+@functools.cache
+def _anymail_view(provider: str) -> Callable[..., HttpResponse]:
+    return _view_class(import_string(_VIEWS[provider])).as_view()
 
 
 def webhook_authentication_configured(provider: str) -> bool:
@@ -82,8 +87,6 @@ def webhook_authentication_configured(provider: str) -> bool:
 
 
 def _tracking_view(provider: str) -> Callable[..., HttpResponse]:
-    view = _VIEWS[provider].as_view()
-
     @csrf_exempt
     def tracking_webhook(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # Only the configured provider's URL answers; and only once its
@@ -94,7 +97,7 @@ def _tracking_view(provider: str) -> Callable[..., HttpResponse]:
         if not webhook_authentication_configured(provider):
             logger.error("the %s webhook has no authentication configured: refused", provider)
             return HttpResponseForbidden("The webhook's authentication is not configured.\n")
-        return view(request, *args, **kwargs)
+        return _anymail_view(provider)(request, *args, **kwargs)
 
     tracking_webhook.__name__ = tracking_webhook.__qualname__ = f"{provider}_tracking_webhook"
     return tracking_webhook
