@@ -443,6 +443,10 @@ else:
         # A worker takes from its queues in the order of CELERY_TASK_QUEUES.
         "queue_order_strategy": "priority",
     }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport, publishing through one client instead of a
+    # new one per message (portal_reset/broker.py).
+    CELERY_BROKER_TRANSPORT = "portal_reset.broker:Transport"
 # Patients' emails first: a worker takes the next message from
 # "patient_email" while there is one, then from the default queue (staff
 # notifications, the digest, retries, scheduled work). Under a burst the

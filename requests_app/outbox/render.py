@@ -29,6 +29,7 @@ from django.utils import translation
 from ..models import HeldSubmission, OutboundEmail
 from ..phones import phone_display, phone_href
 from ..selectors import resets_overdue
+from ..templatetags.email_fragments import FRAGMENTS
 from ..working_hours import due_after
 
 # The digest lists the most overdue requests; its count covers them all.
@@ -308,12 +309,18 @@ def _fast_headers(linesep: str) -> _Compat32FastHeaders:
     return policy
 
 
-def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
+def build_message(outbound: OutboundEmail, fragments: dict[Any, str] | None = None) -> EmailMultiAlternatives:
+    """The email for one outbox row. ``fragments``: a dict kept for one
+    batch, where the templates' {% fixed %} stretches (the same for every
+    email of the batch in a language) are rendered once (email_fragments.py)."""
     # The worker has no request to take a language from: each email says
     # which one it is written in.
     language = email_language(outbound)
     with translation.override(language):
-        subject, text, html = render(outbound.kind, email_context(outbound))
+        context = email_context(outbound)  # in the email's language too (the reason's label)
+        if fragments is not None:
+            context[FRAGMENTS] = fragments
+        subject, text, html = render(outbound.kind, context)
     message = OutboxMessage(
         subject=subject,
         body=text,

@@ -63,10 +63,13 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     unsent = [email_id for email_id in email_ids if email_id in claimed]
     lease = Lease(unsent)
     results: dict[int, SendResult] = {}
+    # What the templates render the same for every email of this batch
+    # (render.build_message): kept for this batch only.
+    fragments: dict[Any, str] = {}
     deadline = timezone.now() + timedelta(seconds=settings.EMAIL_BATCH_SECONDS)
     try:
         while unsent and timezone.now() < deadline and lease.may_start_another():
-            results[unsent[0]] = send_claimed(claimed[unsent[0]], connection)
+            results[unsent[0]] = send_claimed(claimed[unsent[0]], connection, fragments)
             lease.done(unsent.pop(0))
     finally:
         # Every row sent on this connection says so by now: only now QUIT. A
@@ -149,11 +152,11 @@ def _release(email_ids: Sequence[int]) -> None:
     email_publish(email_ids=email_ids)
 
 
-def send_claimed(outbound: OutboundEmail, connection: Any) -> SendResult:
+def send_claimed(outbound: OutboundEmail, connection: Any, fragments: dict[Any, str] | None = None) -> SendResult:
     """Send one row this worker claimed and mark it sent, or hand the
     failure to _failed."""
     try:
-        message = render.build_message(outbound)
+        message = render.build_message(outbound, fragments)
         message.connection = connection
         # Opened here (unless already open), the backend keeps the
         # connection open after sending.

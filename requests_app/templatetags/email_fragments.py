@@ -1,0 +1,114 @@
+"""``{% fixed %}…{% endfixed %}``: a stretch of an email template that is the
+same for every email of a batch in one language — it reads nothing but the
+practice's settings (outbox/render.py, practice_context).
+
+Most of an email is such text (the translated paragraphs, the practice's
+name, phone and address): rendered once per batch and language, the rest of
+the batch's emails take it as it came out the first time, instead of
+looking up a dozen translations again (about half of the templates' cost).
+The outbox's sender hands each batch a fresh dict to keep them in (the
+``outbox_fragments`` context variable); without one (a preview, a test that
+builds one message) the stretch is rendered every time.
+
+What may be inside is checked when the template is read: text, variables,
+``translate`` and ``blocktranslate`` (without ``as``, ``count`` or
+``plural``), every variable one of practice_context's. Anything else (an
+``if``, an ``include``, a block, the patient's name, a date) is a template
+error, so a patient's own details cannot end up in another patient's email.
+The key of a kept stretch also holds the language, the autoescaping and the
+values of the variables it reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.template.base import FilterExpression, Node, NodeList, TextNode, TokenType, Variable, VariableNode
+from django.templatetags.i18n import BlockTranslateNode, TranslateNode
+from django.utils import translation
+
+register = template.Library()
+
+# The context variable holding a batch's kept stretches (a dict).
+FRAGMENTS = "outbox_fragments"
+
+
+class FixedNode(Node):
+    def __init__(self, nodelist: NodeList, names: frozenset[str]):
+        self.nodelist = nodelist
+        self.names = tuple(sorted(names))
+
+    def render(self, context: Any) -> str:
+        kept = context.get(FRAGMENTS)
+        if kept is None:
+            return str(self.nodelist.render(context))
+        key = (self, translation.get_language(), context.autoescape, tuple(context.get(name) for name in self.names))
+        text: str | None = kept.get(key)
+        if text is None:
+            text = kept[key] = self.nodelist.render(context)  # safe, as NodeList renders it
+        return text
+
+
+@register.tag("fixed")
+def fixed(parser: Any, token: Any) -> FixedNode:
+    if len(token.split_contents()) != 1:
+        raise template.TemplateSyntaxError("{% fixed %} takes no arguments.")
+    nodelist = parser.parse(("endfixed",))
+    parser.delete_first_token()
+    names: set[str] = set()
+    for node in nodelist:
+        names |= _names_read(node)
+    allowed = _practice_names()
+    if names - allowed:
+        raise template.TemplateSyntaxError(
+            f"{{% fixed %}} may read only the practice's settings ({', '.join(sorted(allowed))}), "
+            f"not {', '.join(sorted(names - allowed))}."
+        )
+    return FixedNode(nodelist, frozenset(names))
+
+
+def _practice_names() -> frozenset[str]:
+    from ..outbox.render import practice_context
+
+    return frozenset(practice_context())
+
+
+def _names_read(node: Node) -> set[str]:
+    """The context variables ``node`` reads; a template error for a node
+    that {% fixed %} does not take."""
+    if isinstance(node, TextNode):
+        return set()
+    if isinstance(node, VariableNode):
+        return _expression_names(node.filter_expression)
+    if isinstance(node, TranslateNode) and node.asvar is None:
+        names = _expression_names(node.filter_expression)
+        if node.message_context is not None:
+            names |= _expression_names(node.message_context)
+        return names
+    if isinstance(node, BlockTranslateNode) and not (node.asvar or node.countervar or node.plural):
+        names = set()
+        for expression in node.extra_context.values():
+            names |= _expression_names(expression)
+        names |= {
+            token.contents
+            for token in node.singular
+            if token.token_type == TokenType.VAR and token.contents not in node.extra_context
+        }
+        if node.message_context is not None:
+            names |= _expression_names(node.message_context)
+        return names
+    raise template.TemplateSyntaxError(
+        f"{{% fixed %}} takes text, variables and translations only, not {type(node).__name__}."
+    )
+
+
+def _expression_names(expression: FilterExpression) -> set[str]:
+    names = set()
+    if isinstance(expression.var, Variable) and expression.var.lookups:
+        names.add(expression.var.lookups[0])
+    for _function, arguments in expression.filters:
+        for is_lookup, argument in arguments:
+            if is_lookup and argument.lookups:
+                names.add(argument.lookups[0])
+    return names

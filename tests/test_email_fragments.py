@@ -1,0 +1,104 @@
+"""{% fixed %} (requests_app/templatetags/email_fragments.py): what the email
+templates render the same for every email of a batch is rendered once per
+batch and language — and every email still reads as if rendered on its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.template import TemplateSyntaxError, engines
+from django.utils import translation
+
+from requests_app.models import OutboundEmail
+from requests_app.outbox.render import build_message
+from requests_app.outbox.send import email_send_many
+
+from .factories import OutboundEmailFactory, ResetRequestFactory
+from .support.mail_parts import everything
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 6, 15, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _frozen(time_machine: Any) -> None:
+    time_machine.move_to(NOW, tick=False)
+
+
+def from_string(text: str) -> Any:
+    return engines["django"].from_string("{% load i18n email_fragments %}" + text)
+
+
+def test_a_batch_s_emails_read_as_each_one_rendered_on_its_own(settings):
+    settings.PRACTICE_NAME = "Clínica Peña"
+    patients = [
+        ResetRequestFactory(language="es", first_name="José"),
+        ResetRequestFactory(language="en", first_name="Ann"),
+        ResetRequestFactory(language="es", first_name=""),
+        ResetRequestFactory(language="en", first_name="<Bob & Co>"),
+    ]
+    rows = [OutboundEmailFactory(reset=patient) for patient in patients]
+    rows += [OutboundEmailFactory(reset=patients[0], kind=kind) for kind in ("resolved", "closed", "reopened")]
+    rows.append(OutboundEmailFactory(reset=patients[1], kind=OutboundEmail.Kind.STAFF_NEW_REQUEST))
+    alone = [everything(build_message(OutboundEmail.objects.select_related("reset").get(pk=row.pk))) for row in rows]
+
+    results = email_send_many(email_ids=[row.pk for row in rows])
+
+    assert {result.state for result in results.values()} == {"sent"}
+    assert [everything(message) for message in mail.outbox] == alone
+    assert "José" in alone[0] and "Ann" in alone[1] and "&lt;Bob &amp; Co&gt;" in alone[3]
+
+
+def test_the_next_batch_renders_them_again(settings):
+    email_send_many(email_ids=[OutboundEmailFactory().pk])
+    settings.PRACTICE_PHONE = "+16175550100"
+
+    email_send_many(email_ids=[OutboundEmailFactory().pk])
+
+    first, second = (everything(message) for message in mail.outbox)
+    assert "(555) 010-0199" in first
+    assert "(617) 555-0100" in second and "(555) 010-0199" not in second
+
+
+def test_a_stretch_is_kept_per_language_and_per_value():
+    template = from_string('{% fixed %}{% translate "Kind regards," %} {{ practice_name }}{% endfixed %}')
+    kept: dict[Any, str] = {}
+
+    def rendered(language: str, name: str) -> str:
+        with translation.override(language):
+            return str(template.render({"practice_name": name, "outbox_fragments": kept}))
+
+    assert rendered("es", "IFM") == "Saludos cordiales, IFM"
+    assert rendered("en", "IFM") == "Kind regards, IFM"
+    assert rendered("en", "Other") == "Kind regards, Other"
+    assert rendered("es", "IFM") == "Saludos cordiales, IFM"
+    assert len(kept) == 3
+
+
+def test_without_a_batch_it_renders_every_time():
+    template = from_string("{% fixed %}{{ practice_name }}{% endfixed %}")
+
+    assert template.render({"practice_name": "A"}) == "A"
+    assert template.render({"practice_name": "B"}) == "B"
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [
+        "{{ first_name }}",
+        "{% blocktranslate %}Dear {{ first_name }},{% endblocktranslate %}",
+        "{% blocktranslate with name=first_name %}Dear {{ name }},{% endblocktranslate %}",
+        "{{ practice_name|default:reference }}",
+        '{% translate "Hello" as greeting %}',
+        "{% if practice_name %}x{% endif %}",
+        '{% include "emails/_closing.txt" %}',
+        "{{ reply_by|date:'Y' }}",
+    ],
+)
+def test_it_refuses_anything_but_the_practice_s_settings_and_translations(inside):
+    with pytest.raises(TemplateSyntaxError):
+        from_string("{% fixed %}" + inside + "{% endfixed %}")
