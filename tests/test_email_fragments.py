@@ -4,7 +4,7 @@ batch and language — and every email still reads as if rendered on its own."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -102,3 +102,26 @@ def test_without_a_batch_it_renders_every_time():
 def test_it_refuses_anything_but_the_practice_s_settings_and_translations(inside):
     with pytest.raises(TemplateSyntaxError):
         from_string("{% fixed %}" + inside + "{% endfixed %}")
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_the_reply_by_time_reads_as_django_s_date_filter_writes_it(language):
+    template = from_string(
+        '{% load tz %}{% timezone "America/New_York" %}'
+        '{{ moment|date_to_the_minute:"l, F j, g:i A" }} = {{ moment|date:"l, F j, g:i A" }}{% endtimezone %}'
+    )
+    minute = datetime(2026, 11, 1, 5, 59, tzinfo=UTC)  # 1:59 AM in New York, the hour before DST ends
+
+    with translation.override(language):
+        for seconds in (0, 1.5, 59.999):
+            for offset in (0, 60, 3600, 86400 * 40):
+                moment = minute + timedelta(seconds=offset + seconds)
+                ours, django_s = str(template.render({"moment": moment})).split(" = ")
+                assert ours == django_s
+
+
+def test_a_format_with_seconds_is_not_kept_for_the_minute():
+    template = from_string('{{ moment|date_to_the_minute:"H:i:s" }}')
+
+    assert template.render({"moment": datetime(2026, 6, 15, 14, 0, 1, tzinfo=UTC)}).endswith(":01")
+    assert template.render({"moment": datetime(2026, 6, 15, 14, 0, 2, tzinfo=UTC)}).endswith(":02")

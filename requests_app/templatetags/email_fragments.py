@@ -17,16 +17,25 @@ What may be inside is checked when the template is read: text, variables,
 error, so a patient's own details cannot end up in another patient's email.
 The key of a kept stretch also holds the language, the autoescaping and the
 values of the variables it reads.
+
+``date_to_the_minute``: Django's ``date`` filter, remembered for a format
+that shows nothing finer than minutes — the reply-by time every email of a
+batch gives, the same text within a minute (a tenth of a millisecond a time
+for the time zone, the format and the month's and day's names).
 """
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
 from django.template.base import FilterExpression, Node, NodeList, TextNode, TokenType, Variable, VariableNode
+from django.template.defaultfilters import date as date_filter
 from django.templatetags.i18n import BlockTranslateNode, TranslateNode
 from django.utils import translation
+from django.utils.formats import FORMAT_SETTINGS
 
 register = template.Library()
 
@@ -112,3 +121,29 @@ def _expression_names(expression: FilterExpression) -> set[str]:
             if is_lookup and argument.lookups:
                 names.add(argument.lookups[0])
     return names
+
+
+# dateformat's characters for anything finer than a minute; a format with
+# none of them writes every moment of a minute the same way.
+_FINER_THAN_A_MINUTE = frozenset("suvUcr")
+
+
+@register.filter(expects_localtime=True, is_safe=False)
+def date_to_the_minute(value: Any, arg: Any = None) -> str:
+    """``value|date:arg``, the same text, kept for the minute (in the value's
+    own time zone, the active language and the format)."""
+    if (
+        not isinstance(value, datetime)
+        or value.tzinfo is None
+        or not isinstance(arg, str)
+        or arg in FORMAT_SETTINGS  # DATE_FORMAT and the like come from the settings
+        or _FINER_THAN_A_MINUTE.intersection(arg)
+    ):
+        return str(date_filter(value, arg))
+    minute = value.replace(second=0, microsecond=0)
+    return _minute_text(minute, str(value.tzinfo), value.utcoffset(), arg, translation.get_language())
+
+
+@functools.lru_cache(maxsize=256)
+def _minute_text(minute: datetime, zone: str, offset: timedelta | None, arg: str, language: str | None) -> str:
+    return str(date_filter(minute, arg))
