@@ -68,12 +68,15 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
                 "reference": reset.reference,
                 "first_name": reset.first_name,
                 "status_url": site_url(reset.get_status_url()),
-                "admin_url": site_url(reverse("admin:requests_app_resetrequest_change", args=[reset.pk])),
                 "reason": reset.get_reason_display(),
                 "outcome": reset.outcome,
                 "close_reason": reset.close_reason,
             }
         )
+        if not outbound.is_for_patient:
+            # Staff emails link to the admin; a patient's never does (and a
+            # URL reversed for nothing is a twentieth of a millisecond).
+            context["admin_url"] = site_url(reverse("admin:requests_app_resetrequest_change", args=[reset.pk]))
         if outbound.kind in (OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.REOPENED):
             # What these emails promise: RESET_SLA_HOURS of working time
             # from when the email is written (the due clock starts then).
@@ -218,7 +221,8 @@ class OutboxMessage(EmailMultiAlternatives):
         values += list(self.extra_headers.items())
         policy = _fast_headers(linesep)
         for name, value in values:
-            name, value = forbid_multi_line_headers(name, value, "utf-8")
+            if not _plain_subject(name, value):
+                name, value = forbid_multi_line_headers(name, value, "utf-8")
             headers.append(policy.fold_binary(name, value))
         dash = b"--" + boundary.encode("ascii")
         return b"".join(
@@ -260,6 +264,25 @@ class OutboxMessage(EmailMultiAlternatives):
         return not _has_long_lines(self.body) and not _has_long_lines(content)
 
 
+def _plain_subject(name: str, value: Any) -> bool:
+    """A subject forbid_multi_line_headers gives back as it is: ASCII, one
+    line, nothing email.header.Header would fold or encode (it would run
+    it through Header, the cost of the rest of the header block)."""
+    return (
+        name == "Subject"
+        and isinstance(value, str)
+        and value.isascii()
+        and len(value) <= _PLAIN_SUBJECT_MAX
+        and value.isprintable()
+        and "=?" not in value
+        and value == " ".join(value.split())
+    )
+
+
+# Header(value).encode() folds at 76 characters; well under, it cannot.
+_PLAIN_SUBJECT_MAX = 70
+
+
 _HEADERS_NOT_TAKEN = frozenset(
     {"from", "to", "cc", "reply-to", "subject", "mime-version", "content-type", "content-transfer-encoding"}
 )
@@ -267,9 +290,12 @@ _HEADERS_NOT_TAKEN = frozenset(
 
 def _has_long_lines(text: str) -> bool:
     """Django's test for quoted-printable (SafeMIMEText.set_payload)."""
-    return any(
-        len(line.encode(errors="surrogateescape")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT for line in text.splitlines()
-    )
+    lines = text.splitlines()
+    # A character is at most 4 bytes in UTF-8 (a surrogate escape, 1): a
+    # line this short cannot be too long, whatever it holds.
+    if max(map(len, lines), default=0) <= RFC5322_EMAIL_LINE_LENGTH_LIMIT // 4:
+        return False
+    return any(len(line.encode(errors="surrogateescape")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT for line in lines)
 
 
 # What the email package's generator takes for a line break in a body.
