@@ -12,8 +12,8 @@ subprocess, then, with the production settings (DEBUG off) as the worker
 has them, queues N acknowledgments in one transaction as `make bench` does
 (bench/jobs.py queue-emails) and sends them with email_send_many in batches
 of EMAIL_BATCH_SIZE, the way the task does, after a first batch to warm up.
-Prints the wall and CPU time per email (this process; the sink's CPU on its
-own line), the SQL statements per email, and a breakdown by part. A tool
+Prints the wall and CPU time per email (this process; beside it the sink's
+and this process's PostgreSQL backend's CPU, from /proc), the SQL statements per email, and a breakdown by part. A tool
 for finding the next lever, not a target: the worker's figure is `make
 bench`'s.
 """
@@ -168,8 +168,11 @@ def run(args: argparse.Namespace, sink_pid: int, sink_log: Path) -> None:
         statements.append(sql)
         return execute(sql, params, many, context)
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        postgres_pid = int(cursor.fetchone()[0])
     profile = cProfile.Profile() if not (args.json or args.no_profile) else None
-    sink_cpu0 = process_cpu_seconds(sink_pid)
+    sink_cpu0, postgres_cpu0 = process_cpu_seconds(sink_pid), process_cpu_seconds(postgres_pid)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     with connection.execute_wrapper(count):
         if profile is not None:
@@ -181,12 +184,14 @@ def run(args: argparse.Namespace, sink_pid: int, sink_log: Path) -> None:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     wait_for(lambda: len(sink_log.read_text().splitlines()) >= total, timeout=30, what="every email at the sink")
     sink_cpu = process_cpu_seconds(sink_pid) - sink_cpu0
+    postgres_cpu = process_cpu_seconds(postgres_pid) - postgres_cpu0
     figures = {
         "emails": n,
         "profiled": profile is not None,
         "wall_ms": round(wall / n * 1000, 3),
         "cpu_ms": round(cpu / n * 1000, 3),
         "sink_cpu_ms": round(sink_cpu / n * 1000, 3),
+        "postgres_cpu_ms": round(postgres_cpu / n * 1000, 3),
         "per_second": round(n / wall, 1),
         "sql_per_email": round(len(statements) / n, 2),
     }
@@ -196,7 +201,8 @@ def run(args: argparse.Namespace, sink_pid: int, sink_log: Path) -> None:
     print(
         f"{n} emails in batches of {batch}{' (under cProfile)' if profile else ''}: "
         f"{figures['wall_ms']:.3f} ms wall, {figures['cpu_ms']:.3f} ms CPU per email "
-        f"({figures['per_second']}/s); the sink {figures['sink_cpu_ms']:.3f} ms CPU per email; "
+        f"({figures['per_second']}/s); the sink {figures['sink_cpu_ms']:.3f} ms and this process's PostgreSQL "
+        f"backend {figures['postgres_cpu_ms']:.3f} ms CPU per email; "
         f"{figures['sql_per_email']} SQL per email"
     )
     seen: dict[str, int] = {}
