@@ -7,6 +7,7 @@ per field and per rule, saying what to do ("Enter your date of birth",
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any, cast
@@ -109,6 +110,16 @@ def visit_date_hint() -> str:
     return gettext("For example, %(example)s") % {"example": f"{example.month} {example.day} {example.year}"}
 
 
+def form_helper(layout: Layout) -> FormHelper:
+    """crispy's helper for a form drawn inside the page's own <form>: no
+    form tag and no CSRF token of its own."""
+    helper = FormHelper()
+    helper.form_tag = False
+    helper.disable_csrf = True
+    helper.layout = layout
+    return helper
+
+
 class Question(Field):
     """A crispy Field whose legend may be the page's heading (GOV.UK's
     question page: one question, its legend the H1)."""
@@ -143,11 +154,16 @@ class VisitDateForm(forms.Form):
     def __init__(self, *args: Any, heading: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["appointment_date"].help_text = visit_date_hint()
-        self.helper = FormHelper()
-        self.helper.form_tag = False
-        self.helper.disable_csrf = True
-        self.helper.layout = Layout(
-            Question("appointment_date", template=DATE_TEMPLATE, heading=heading),
+        self._heading = heading
+
+    @functools.cached_property
+    def helper(self) -> FormHelper:
+        # Built when the form is drawn: a valid submission never is.
+        return form_helper(self.layout())
+
+    def layout(self) -> Layout:
+        return Layout(
+            Question("appointment_date", template=DATE_TEMPLATE, heading=self._heading),
             Div("website", css_class="d-none", aria_hidden="true"),
         )
 
@@ -213,14 +229,13 @@ class ResetRequestForm(VisitDateForm):
         *("others_use_login", "website"),
     ]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def layout(self) -> Layout:
         # The page keeps this form's empty rendering per process and
         # language (templates/requests_app/reset_form.html): anything in the
         # layout that varies otherwise (today's date, the request) would
         # have to join that cache key. The visit date (its hint has today
         # in it) and the family question are drawn outside the layout.
-        self.helper.layout = Layout(
+        return Layout(
             Fieldset(
                 _("About you"),
                 Field("first_name", template=FIELD_TEMPLATE),
@@ -276,15 +291,14 @@ class FamilyMemberForm(forms.Form):
     last_name = name_field(_("Last name"), _("Enter their last name"))
     date_of_birth = dob_field(FAMILY_DOB_MESSAGES)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.helper = FormHelper()
-        self.helper.form_tag = False
-        self.helper.disable_csrf = True
-        self.helper.layout = Layout(
-            Field("first_name", template=FIELD_TEMPLATE),
-            Field("last_name", template=FIELD_TEMPLATE),
-            Field("date_of_birth", template=DATE_TEMPLATE),
+    @functools.cached_property
+    def helper(self) -> FormHelper:
+        return form_helper(
+            Layout(
+                Field("first_name", template=FIELD_TEMPLATE),
+                Field("last_name", template=FIELD_TEMPLATE),
+                Field("date_of_birth", template=DATE_TEMPLATE),
+            )
         )
 
 
