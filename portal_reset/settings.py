@@ -464,6 +464,15 @@ CELERY_TIMEZONE = PRACTICE_TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Pool processes of a worker (WORKER_CONCURRENCY; unset or empty: twice the
+# cores). A batch of emails waits on the SMTP server and on PostgreSQL for
+# every message, so one process per core leaves the cores idle part of the
+# time; each process is about 90-110 MB. A command line's --concurrency wins.
+CELERY_WORKER_CONCURRENCY = (
+    _positive_int("WORKER_CONCURRENCY", 1)
+    if env.str("WORKER_CONCURRENCY", default="").strip()
+    else 2 * (os.cpu_count() or 1)
+)
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 # A broker that is down must not hold a patient's request for long: the
