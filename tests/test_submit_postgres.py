@@ -204,6 +204,30 @@ def release_held():
     }
 
 
+def prepared_on_the_server():
+    def prepared():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+            return sorted(row[0].split(" ", 2)[1] for row in cursor.fetchall() if row[0].startswith("WITH "))
+
+    made = [services.reset_submit(submission=patient(f"p{n}@example.com")).created for n in range(3)]
+    first_connection = prepared()
+    services.reset_attach_quietly(submission=patient("p0@example.com"))
+    with_attach = prepared()
+    connection.close()
+    again = services.reset_submit(submission=patient("p3@example.com"))
+    return {
+        "made": made + [again.created],
+        "first_connection": first_connection,
+        "with_attach": with_attach,
+        "new_connection": prepared(),
+        "stored": ResetRequest.objects.filter(email__in=[f"p{n}@example.com" for n in range(4)]).count(),
+        "events_on_first": list(
+            ResetRequest.objects.get(email="p0@example.com").events.order_by("pk").values_list("kind", flat=True)
+        ),
+    }
+
+
 print("REPORT=" + json.dumps(SCENARIO(), default=str))
 """
 
@@ -314,3 +338,17 @@ def test_a_held_submission_is_released_in_its_transaction_under_its_reference_or
     taken, clashed, with_taken = report["clashed"]
     assert clashed != taken and with_taken == 1
     assert report["held_left"] == 0
+
+
+def test_the_submission_s_statements_are_planned_once_per_connection(pg_env):
+    # Prepared on the server (psycopg's protocol-level statements, not SQL
+    # PREPARE): the new request's statement on its first run, the attach
+    # statement on its own, and again on a new connection.
+    report = run(pg_env, "prepared_on_the_server")
+
+    assert report["made"] == [True, True, True, True]
+    assert report["stored"] == 4
+    assert report["first_connection"] == ["new"]
+    assert report["with_attach"] == ["new", "target"]
+    assert report["new_connection"] == ["new"]
+    assert report["events_on_first"] == ["submitted", "email_queued", "email_queued", "duplicate"]
