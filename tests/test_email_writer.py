@@ -258,3 +258,18 @@ def test_the_smtp_backend_sends_the_bytes_and_envelope_django_s_would(smtp_serve
     assert (by_us.mail_from, by_us.rcpt_tos) == (by_django.mail_from, by_django.rcpt_tos)
     assert by_us.mail_from == settings.DEFAULT_FROM_EMAIL  # the bare address, as Django's
     assert again.mail_from == settings.DEFAULT_FROM_EMAIL
+
+
+# --- Marking sent ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_the_sent_event_names_each_kind_as_its_label_does(language):
+    from django.utils import translation
+
+    from requests_app.outbox.send import _kind_label
+
+    with translation.override(language):
+        for kind, _ in OutboundEmail.Kind.choices:
+            assert _kind_label(kind) == OutboundEmail(kind=kind).get_kind_display()
+        assert _kind_label("not-a-kind") == OutboundEmail(kind="not-a-kind").get_kind_display()
