@@ -3,12 +3,22 @@ someone already existed: new and repeated submissions get byte-identical
 pages but for the reference."""
 
 import re
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.django_db
 
 REFERENCE = re.compile(r"[A-Z2-9]{4}-[A-Z2-9]{4}")
+
+
+@pytest.fixture(autouse=True)
+def _still(time_machine: Any) -> None:
+    # The page says when to expect a call, computed when it is shown: pages
+    # shown a minute apart differ by that minute, whoever asked. The clock
+    # stands still so that only what the page says about the request counts.
+    time_machine.move_to(datetime(2026, 6, 16, 14, 0, tzinfo=UTC), tick=False)
 
 
 def confirmation(client, form_data, **overrides) -> str:
