@@ -103,11 +103,13 @@ else:
     # A new PostgreSQL connection per request costs about 3x a POST.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # Statements run through requests_app.services.submission's
-    # prepared_statement_cursor are prepared on their first run on a
-    # connection. Django's other cursors bind on the client and are never
+    # Statements run through requests_app.db.prepared_statement_cursor (a
+    # submission, an email marked sent) are prepared on their first run on
+    # a connection; off, they are still bound on the server, never
+    # prepared. Django's other cursors bind on the client and are never
     # prepared, whatever this says.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
+    _prepared = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0 if _prepared else None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _cache_url = _required("CACHE_URL", "locmemcache://")

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.services
 SCRIPT = r"""
 import json
 import threading
+import uuid
 from datetime import date, timedelta
 
 from django.db import connection, connections, transaction
@@ -204,29 +205,44 @@ def release_held():
     }
 
 
-def prepared_on_the_server():
-    def prepared():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
-            return sorted(row[0].split(" ", 2)[1] for row in cursor.fetchall() if row[0].startswith("WITH "))
+def prepared():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        return sorted(row[0].split(" ", 2)[1] for row in cursor.fetchall() if row[0].startswith("WITH "))
 
-    made = [services.reset_submit(submission=patient(f"p{n}@example.com")).created for n in range(3)]
+
+def marked_sent_on_the_server():
+    from requests_app.outbox import send
+
+    reset = services.reset_submit(submission=patient(f"{uuid.uuid4().hex}@example.com")).reset
+    claimed = send.claim_emails(list(reset.emails.values_list("pk", flat=True)))
+    for outbound in claimed.values():
+        send._mark_sent(outbound, sent_at=timezone.now(), provider_message_id="")
+    return {
+        "states": sorted(reset.emails.values_list("state", flat=True)),
+        "sent_events": sorted(reset.events.filter(kind="email_sent").values_list("message", flat=True)),
+        "prepared": prepared(),
+    }
+
+
+def prepared_on_the_server():
+    emails = [f"{uuid.uuid4().hex}@example.com" for _ in range(4)]
+    made = [services.reset_submit(submission=patient(email)).created for email in emails[:3]]
     first_connection = prepared()
-    services.reset_attach_quietly(submission=patient("p0@example.com"))
+    services.reset_attach_quietly(submission=patient(emails[0]))
     with_attach = prepared()
     connection.close()
-    again = services.reset_submit(submission=patient("p3@example.com"))
+    again = services.reset_submit(submission=patient(emails[3]))
     return {
         "made": made + [again.created],
         "first_connection": first_connection,
         "with_attach": with_attach,
         "new_connection": prepared(),
-        "stored": ResetRequest.objects.filter(email__in=[f"p{n}@example.com" for n in range(4)]).count(),
+        "stored": ResetRequest.objects.filter(email__in=emails).count(),
         "events_on_first": list(
-            ResetRequest.objects.get(email="p0@example.com").events.order_by("pk").values_list("kind", flat=True)
+            ResetRequest.objects.get(email=emails[0]).events.order_by("pk").values_list("kind", flat=True)
         ),
     }
-
 
 print("REPORT=" + json.dumps(SCENARIO(), default=str))
 """
@@ -352,3 +368,26 @@ def test_the_submission_s_statements_are_planned_once_per_connection(pg_env):
     assert report["with_attach"] == ["new", "target"]
     assert report["new_connection"] == ["new"]
     assert report["events_on_first"] == ["submitted", "email_queued", "email_queued", "duplicate"]
+
+
+def test_an_email_is_marked_sent_by_a_prepared_statement(pg_env):
+    report = run(pg_env, "marked_sent_on_the_server")
+
+    assert report["states"] == ["sent", "sent"]
+    assert report["sent_events"] == ["Acknowledgment", "New request (staff)"]
+    assert report["prepared"] == ["new", "sent"]
+
+
+def test_without_prepared_statements_the_same_rows_and_nothing_prepared(pg_env):
+    # DATABASE_PREPARED_STATEMENTS=0, for a connection pooler in
+    # transaction mode that cannot keep a connection's prepared statements.
+    off = {**pg_env, "DATABASE_PREPARED_STATEMENTS": "0"}
+    submitted = run(off, "prepared_on_the_server")
+    marked = run(off, "marked_sent_on_the_server")
+
+    assert submitted["made"] == [True, True, True, True]
+    assert submitted["stored"] == 4
+    assert submitted["events_on_first"] == ["submitted", "email_queued", "email_queued", "duplicate"]
+    assert submitted["first_connection"] == submitted["with_attach"] == submitted["new_connection"] == []
+    assert marked["states"] == ["sent", "sent"]
+    assert marked["prepared"] == []

@@ -16,6 +16,7 @@ from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone, translation
 from django.views.decorators.debug import sensitive_variables
 
+from ..db import prepared_statement_cursor
 from ..models import FamilyMember, OutboundEmail, RequestEvent, ResetRequest, Status
 from ..outbox.publish import publish_together
 from ..outbox.queue import email_queue_many
@@ -116,28 +117,6 @@ def reset_attach_quietly(*, submission: Submission) -> ResetRequest | None:
         if existing is not None:
             RequestEvent.objects.record(existing, RequestEvent.Kind.DUPLICATE, message=message)
         return existing
-
-
-def prepared_statement_cursor() -> Any:
-    """A cursor whose statements PostgreSQL plans once per connection.
-
-    Django's cursors bind parameters on the client (psycopg's ClientCursor):
-    the statement reaches the server as text with every value written into
-    it, to be parsed and planned each time. For the submission's statement
-    (a hundred values, five tables) planning was a third of the database's
-    work. This cursor binds on the server (Django's own ServerBindingCursor
-    class), so psycopg prepares the statement on its first run on a
-    connection and runs the prepared plan after (settings.py turns that on
-    with OPTIONS["prepare_threshold"]; Django's other cursors never
-    prepare). It is Django's cursor wrapper around it: execute wrappers,
-    query logging and database error translation are as for any other."""
-    # Defined there with psycopg 3 only, the driver this project pins.
-    from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
-
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    cursor = ServerBindingCursor(connection.connection)
-    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
 
 
 @contextlib.contextmanager
