@@ -61,13 +61,10 @@ _NOT_IN_A_BARE_ADDRESS = frozenset('"()<>,;:\\')
 _IDNA_DEVIATIONS = frozenset("ßẞς\u200c\u200d")
 # A canonical address with nothing in it for the mail layer to read twice:
 # lower-case letters, digits and . _ + - before the @ (dots only between
-# them), letters, digits and hyphens in the dot-separated labels after it.
-# _sent_unchanged answers True for every one of these (the test suite
-# checks it against the parsers), so they skip them: the parsers cost most
-# of a submission's address checks, and they run twice (the form, then the
-# per-email limit's key).
+# them), letters, digits and hyphens in the dot-separated labels (of at
+# most 63) after it — nearly every address patients type.
 _PLAIN_LOCAL = r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*"
-_PLAIN_DOMAIN = r"[a-z0-9-]+(?:\.[a-z0-9-]+)+"
+_PLAIN_DOMAIN = r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+"
 _PLAIN_ADDRESS = re.compile(rf"{_PLAIN_LOCAL}@{_PLAIN_DOMAIN}\Z")
 _GMAIL = "gmail.com"
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
@@ -123,6 +120,16 @@ def rate_limit_key(email: str) -> str:
     return f"{local}@{domain}"
 
 
+def is_plain(address: str) -> bool:
+    """Whether ``address`` has the plain shape above. The mail layer's
+    parsers (sanitize_address, Python's header parser) give such an address
+    back as it is — the test suite checks it against them — so a caller may
+    skip them: they cost most of a submission's address checks (run twice:
+    the form, then the per-email limit's key) and a tenth of a millisecond
+    per email on the SMTP envelope."""
+    return bool(_PLAIN_ADDRESS.match(address))
+
+
 def _is_hidden_or_space(char: str) -> bool:
     # Cc controls (line breaks, tabs, NUL), Cf format characters (bidi
     # overrides, zero-width), surrogates, private use, unassigned; and any
@@ -153,9 +160,7 @@ def _sent_unchanged(address: str) -> bool:
     envelope (``sanitize_address``) and in the To header (``getaddresses``,
     then ``sanitize_address``), with Python's header parser reading the
     same local part and domain and finding nothing to correct."""
-    if _PLAIN_ADDRESS.match(address):
-        return True
-    return _parsers_agree(address)
+    return is_plain(address) or _parsers_agree(address)
 
 
 def _parsers_agree(address: str) -> bool:

@@ -5,7 +5,6 @@ every message of a batch."""
 from __future__ import annotations
 
 import datetime
-import re
 import secrets
 import smtplib
 from collections.abc import Sequence
@@ -17,16 +16,11 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.core.mail.message import EmailMessage, sanitize_address
 
+from ..email_addresses import is_plain
+
 # Django's SMTP backend, and ours in its place (outbox/send.py asks for it).
 DJANGO_SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 OUTBOX_SMTP_BACKEND = "requests_app.outbox.backends.OutboxSMTPBackend"
-
-# An address sanitize_address gives back as it is: lower-case letters,
-# digits and . _ + - before the @ (dots only between them), and
-# dot-separated labels of letters, digits and hyphens after it — the shape
-# of nearly every canonical address the outbox stores
-# (requests_app/email_addresses.py). Anything else is sanitized.
-_PLAIN_ADDRESS = re.compile(r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+\Z")
 
 
 class EmlFileBackend(BaseEmailBackend):
@@ -58,7 +52,7 @@ def message_bytes(message: EmailMessage) -> bytes:
 def envelope_address(address: Any, encoding: str) -> str:
     """sanitize_address(address, encoding), without running Python's header
     parser on an address it would give back unchanged."""
-    if isinstance(address, str) and _PLAIN_ADDRESS.match(address):
+    if isinstance(address, str) and is_plain(address):
         return address
     return str(sanitize_address(address, encoding))
 
