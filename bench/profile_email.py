@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.polling import free_port, wait_for
-from tests.support.processes import production_env
-from tests.support.redis_servers import ThrowawayRedis
 
-from .stack import REPO, create_database, drop_database, postgres_admin_url
+from .profiling import process_cpu_seconds, throwaway_services, time_by_part
+from .stack import REPO
 
 # Functions whose cumulative time is a part of the send, by name (file
 # suffix, function name); a part counts its function's outermost calls.
@@ -64,14 +63,8 @@ PARTS: dict[str, tuple[str, str]] = {
 
 
 @contextlib.contextmanager
-def services(root: Path) -> Iterator[dict[str, str]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("needs redis-server on PATH")
-    redis_server = ThrowawayRedis(binary, root / "redis")
-    redis_server.start()
-    admin_url = postgres_admin_url()
-    name, url = create_database(admin_url)
+def services(root: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen[str], Path]]:
+    """throwaway_services with the benchmark's SMTP sink as a subprocess."""
     smtp_port = free_port()
     sink_log = root / "smtp.log"
     sink = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -85,30 +78,11 @@ def services(root: Path) -> Iterator[dict[str, str]]:
         assert sink.stdout is not None
         if "ready" not in sink.stdout.readline():
             raise SystemExit("the SMTP sink did not start")
-        env = production_env(
-            var_dir=root,
-            site_url="http://127.0.0.1:8000",
-            database_url=url,
-            broker_url=redis_server.url(0),
-            cache_url=redis_server.url(1),
-            smtp_port=smtp_port,
-            DJANGO_SETTINGS_MODULE="bench.settings",
-            LOG_LEVEL=os.environ.get("PROFILE_LOG_LEVEL", "INFO"),
-        )
-        env["sink_pid"] = str(sink.pid)
-        env["sink_log"] = str(sink_log)
-        yield env
+        with throwaway_services(root, smtp_port=smtp_port) as (env, _redis_port):
+            yield env, sink, sink_log
     finally:
         sink.terminate()
         sink.wait(timeout=10)
-        drop_database(admin_url, name)
-        redis_server.stop()
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of another process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -120,12 +94,9 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="portal-reset-profile-email-"))
     try:
-        with services(root) as env:
-            sink_pid, sink_log = int(env.pop("sink_pid")), Path(env.pop("sink_log"))
-            migrate = [sys.executable, "manage.py", "migrate", "--no-input"]
-            subprocess.run(migrate, cwd=REPO, env=env, check=True, capture_output=True)  # noqa: S603 - ours
+        with services(root) as (env, sink, sink_log):
             os.environ.update(env)
-            run(args, sink_pid, sink_log)
+            run(args, sink.pid, sink_log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -219,11 +190,7 @@ def report(profile: cProfile.Profile, n: int, top: int) -> None:
     stats = pstats.Stats(profile, stream=stream)
     total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
     print(f"profile: {total / n * 1000:.2f} ms per email under cProfile (the sum of every function's own time)")
-    cumulative: dict[str, float] = {}
-    for (filename, _line, function), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        for part, (suffix, name) in PARTS.items():
-            if function == name and filename.endswith(suffix):
-                cumulative[part] = max(cumulative.get(part, 0.0), ct)
+    cumulative = time_by_part(stats, PARTS)
     for part in PARTS:
         if part in cumulative:
             seconds = cumulative[part]

@@ -17,7 +17,6 @@ breakdown by part. A tool for finding the next lever, not a target.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import io
 import json
@@ -27,15 +26,12 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import production_env
-from tests.support.redis_servers import ThrowawayRedis
-
-from .stack import REPO, create_database, drop_database, postgres_admin_url
+from .profiling import manage, throwaway_services, time_by_part
 
 KINDS = ("valid", "duplicate", "honeypot", "too_fast", "email_limit", "address_limit", "floor", "get", "floor_get")
 
@@ -83,37 +79,6 @@ def patient(email: str) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def services(root: Path) -> Iterator[dict[str, str]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("needs redis-server on PATH")
-    redis_server = ThrowawayRedis(binary, root / "redis")
-    redis_server.start()
-    admin_url = postgres_admin_url()
-    name, url = create_database(admin_url)
-    try:
-        env = production_env(
-            var_dir=root,
-            site_url="http://127.0.0.1:8000",
-            database_url=url,
-            broker_url=redis_server.url(0),
-            cache_url=redis_server.url(1),
-            smtp_port=1,
-            DJANGO_SETTINGS_MODULE="bench.settings",
-            SUBMIT_MIN_SECONDS="3",
-            SUBMIT_RATE_PER_EMAIL="5/h",
-            SUBMIT_RATE_PER_ADDRESS="20/h",
-            CLIENT_IP_HEADER="X-Real-IP",
-            LOG_LEVEL=os.environ.get("PROFILE_LOG_LEVEL", "INFO"),
-        )
-        env["redis_port"] = str(redis_server.port)
-        yield env
-    finally:
-        drop_database(admin_url, name)
-        redis_server.stop()
-
-
 class RedisCounter:
     """Commands the Redis server answered, from INFO commandstats."""
 
@@ -137,18 +102,14 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="portal-reset-profile-"))
     try:
-        with services(root) as env:
-            redis_port = int(env.pop("redis_port"))
-            import subprocess
-
-            for command in ("migrate", "collectstatic"):
-                subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-                    [sys.executable, "manage.py", command, "--no-input"],
-                    cwd=REPO,
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                )
+        with throwaway_services(
+            root,
+            SUBMIT_MIN_SECONDS="3",
+            SUBMIT_RATE_PER_EMAIL="5/h",
+            SUBMIT_RATE_PER_ADDRESS="20/h",
+            CLIENT_IP_HEADER="X-Real-IP",
+        ) as (env, redis_port):
+            manage(env, "collectstatic")
             os.environ.update(env)
             run(args, RedisCounter(redis_port))
     finally:
@@ -300,12 +261,7 @@ def report(profile: cProfile.Profile, n: int, top: int) -> None:
     stats = pstats.Stats(profile, stream=stream)
     total = max(v[3] for v in stats.stats.values())  # type: ignore[attr-defined]
     print(f"profile: {total / n * 1000:.2f} ms per POST under cProfile")
-    cumulative: dict[str, float] = {}
-    for (filename, _line, function), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        for part, (suffix, name) in PARTS.items():
-            if function == name and filename.endswith(suffix):
-                cumulative[part] = max(cumulative.get(part, 0.0), ct)
-    for part, seconds in sorted(cumulative.items(), key=lambda kv: -kv[1]):
+    for part, seconds in sorted(time_by_part(stats, PARTS).items(), key=lambda kv: -kv[1]):
         print(f"  {part:32} {seconds / n * 1000:6.2f} ms  {seconds / total:5.1%}")
     stats.sort_stats("cumulative").print_stats(top)
     print("\n".join(line for line in stream.getvalue().splitlines() if line.strip())[:20000])
