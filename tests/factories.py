@@ -6,7 +6,7 @@ import factory
 from django.conf import settings
 from django.utils import timezone
 
-from requests_app.models import OutboundEmail, ResetRequest
+from requests_app.models import OutboundEmail, PatientMessage, ResetRequest
 from requests_app.references import new_reference
 
 STAFF_PASSWORD = "correct horse battery staple"
@@ -90,3 +90,19 @@ class OutboundEmailFactory(factory.django.DjangoModelFactory):
     to = factory.LazyAttribute(lambda o: o.reset.email if o.reset else settings.STAFF_NOTIFY_EMAIL)
     created_at = factory.LazyFunction(timezone.now)
     next_attempt_at = factory.LazyAttribute(lambda o: o.created_at)
+
+
+def outbound_email_of_kind(kind: str, *, language: str) -> OutboundEmail:
+    """An outbox row of ``kind`` as the worker loads it (with its request):
+    for a patient writing in ``language`` whose first name has accents; a
+    message to the patient with its text; the digest with no request."""
+    reset = ResetRequestFactory(language=language, first_name="José María")
+    patient_message = PatientMessage.objects.create(
+        reset=reset, language=language, body="Hola, le llamamos mañana.", created_at=timezone.now()
+    )
+    outbound = OutboundEmailFactory(
+        reset=None if kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST else reset,
+        kind=kind,
+        patient_message=patient_message if kind == OutboundEmail.Kind.MESSAGE else None,
+    )
+    return OutboundEmail.objects.select_related("reset").get(pk=outbound.pk)

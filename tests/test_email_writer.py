@@ -14,12 +14,12 @@ import pytest
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import sanitize_address
 
-from requests_app.models import OutboundEmail, PatientMessage
+from requests_app.models import OutboundEmail
 from requests_app.outbox import backends
 from requests_app.outbox.render import OutboxMessage, build_message
 from requests_app.outbox.send import outbox_connection
 
-from .factories import OutboundEmailFactory, ResetRequestFactory
+from .factories import OutboundEmailFactory, outbound_email_of_kind
 
 pytestmark = pytest.mark.django_db
 pytest_plugins = ["tests.support.smtp"]
@@ -75,16 +75,7 @@ def outbox_message(**overrides: object) -> OutboxMessage:
 @pytest.mark.parametrize("kind", [kind for kind, _ in OutboundEmail.Kind.choices])
 def test_it_writes_every_email_as_django_does(settings, kind, language, practice_name):
     settings.PRACTICE_NAME = practice_name
-    reset = ResetRequestFactory(language=language, first_name="José María")
-    patient_message = PatientMessage.objects.create(
-        reset=reset, language=language, body="Hola, le llamamos mañana.", created_at=NOW
-    )
-    outbound = OutboundEmailFactory(
-        reset=None if kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST else reset,
-        kind=kind,
-        patient_message=patient_message if kind == OutboundEmail.Kind.MESSAGE else None,
-    )
-    message = build_message(OutboundEmail.objects.select_related("reset").get(pk=outbound.pk))
+    message = build_message(outbound_email_of_kind(kind, language=language))
 
     for linesep in ("\r\n", "\n"):
         theirs, ours = both_ways(message, linesep)

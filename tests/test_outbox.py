@@ -18,13 +18,13 @@ from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from requests_app.models import OutboundEmail, PatientMessage, RequestEvent, ResetRequest
+from requests_app.models import OutboundEmail, RequestEvent, ResetRequest
 from requests_app.outbox.render import build_message
 from requests_app.outbox.send import email_send_many
 from requests_app.outbox.sweep import outbox_recover, outbox_sweep
 
 from .conftest import valid_form_data
-from .factories import OutboundEmailFactory, ResetRequestFactory
+from .factories import OutboundEmailFactory, outbound_email_of_kind
 
 pytestmark = pytest.mark.django_db
 
@@ -151,17 +151,7 @@ def test_it_writes_each_email_out_byte_for_byte_as_django_would(settings, kind, 
     # From and Reply-To headers take the usual way (encoded, folded) too.
     settings.PRACTICE_NAME = "Clínica Familiar de Medicina Integral del Valle Norte y Sur"
     settings.PRACTICE_CONTACT_EMAIL = "recepcion.de.la.clinica.familiar.del.valle@practice.example"
-    reset = ResetRequestFactory(language=language, first_name="José María")
-    patient_message = PatientMessage.objects.create(
-        reset=reset, language=language, body="Hola, le llamamos mañana.", created_at=NOW
-    )
-    email = OutboundEmailFactory(
-        reset=None if kind == OutboundEmail.Kind.STAFF_OVERDUE_DIGEST else reset,
-        kind=kind,
-        patient_message=patient_message if kind == OutboundEmail.Kind.MESSAGE else None,
-    )
-
-    message = build_message(OutboundEmail.objects.select_related("reset").get(pk=email.pk)).message()
+    message = build_message(outbound_email_of_kind(kind, language=language)).message()
     ours = message.as_bytes(linesep="\r\n")
     theirs = io.BytesIO()
     BytesGenerator(theirs, mangle_from_=False, policy=compat32).flatten(message, linesep="\r\n")
