@@ -27,10 +27,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import loadgen
 from .profiling import manage, throwaway_services, time_by_part
 
 KINDS = ("valid", "duplicate", "honeypot", "too_fast", "email_limit", "address_limit", "floor", "get", "floor_get")
@@ -66,17 +66,8 @@ PAGE_FIELDS = {
 
 
 def patient(email: str) -> dict[str, str]:
-    return {
-        **PAGE_FIELDS,
-        "first_name": "Pat",
-        "last_name": "Benchmark",
-        "date_of_birth": "1979-11-07",
-        "email": email,
-        "phone": "(617) 555-0142",
-        "appointment_date": (date.today() - timedelta(days=5)).isoformat(),
-        "reason": "link_expired",
-        "details": "",
-    }
+    """The load's patient (loadgen.patient) with the page's other fields."""
+    return {**PAGE_FIELDS, **loadgen.patient(email)}
 
 
 class RedisCounter:
