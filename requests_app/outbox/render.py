@@ -336,14 +336,9 @@ def _make_boundary(text: bytes) -> str:
     return b
 
 
-_FAST_HEADERS_BY_LINESEP: dict[str, _Compat32FastHeaders] = {}
-
-
+@functools.cache
 def _fast_headers(linesep: str) -> _Compat32FastHeaders:
-    policy = _FAST_HEADERS_BY_LINESEP.get(linesep)
-    if policy is None:
-        policy = _FAST_HEADERS_BY_LINESEP[linesep] = _FAST_HEADERS.clone(linesep=linesep)
-    return policy
+    return _FAST_HEADERS.clone(linesep=linesep)
 
 
 def build_message(outbound: OutboundEmail, fragments: dict[Any, str] | None = None) -> EmailMultiAlternatives:
