@@ -24,7 +24,7 @@ from requests_app import charts
 from requests_app.models import HelpFeedback, Reason, ResetRequest
 
 from .factories import ResetRequestFactory, StaffUserFactory
-from .support.processes import production_env, run_manage
+from .support.processes import offline_production_env, run_manage
 
 pytest_plugins = ["tests.support.postgres"]
 pytestmark = pytest.mark.django_db
@@ -431,13 +431,9 @@ print("RESULT=" + json.dumps({
 
 @pytest.mark.services
 def test_it_counts_by_practice_week_from_the_indexes_on_postgresql(postgres_database, tmp_path):
-    env = production_env(
+    env = offline_production_env(
         var_dir=tmp_path / "var",
-        site_url="http://127.0.0.1:1",
         database_url=postgres_database,
-        broker_url="redis://127.0.0.1:1/0",
-        cache_url="locmemcache://",
-        smtp_port=1,
         PRACTICE_TIME_ZONE="America/New_York",
     )
 

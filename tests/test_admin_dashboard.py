@@ -22,7 +22,7 @@ from requests_app import selectors
 from requests_app.models import ResetRequest
 
 from .factories import ResetRequestFactory, StaffUserFactory
-from .support.processes import production_env, run_manage
+from .support.processes import offline_production_env, run_manage
 
 pytest_plugins = ["tests.support.postgres"]
 pytestmark = pytest.mark.django_db
@@ -269,14 +269,7 @@ print("RESULT=" + json.dumps({
 
 @pytest.mark.services
 def test_it_takes_the_median_with_percentile_cont_in_one_query_on_postgresql(postgres_database, tmp_path):
-    env = production_env(
-        var_dir=tmp_path / "var",
-        site_url="http://127.0.0.1:1",
-        database_url=postgres_database,
-        broker_url="redis://127.0.0.1:1/0",
-        cache_url="locmemcache://",
-        smtp_port=1,
-    )
+    env = offline_production_env(var_dir=tmp_path / "var", database_url=postgres_database)
 
     result = run_manage("shell", "-c", PG_SCRIPT, env=env)
 

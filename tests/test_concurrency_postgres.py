@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from .support.postgres import fresh_postgres_database
-from .support.processes import production_env, run_manage
+from .support.processes import offline_production_env, run_manage
 
 pytest_plugins = ["tests.support.requirements"]
 pytestmark = pytest.mark.services
@@ -188,15 +188,9 @@ def race_env(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> 
     """A production-like environment on a fresh PostgreSQL database of this
     module's own (migrated once; each race makes its own requests)."""
     with fresh_postgres_database(postgres_server) as url:
-        yield production_env(
-            var_dir=Path(tmp_path_factory.mktemp("race-var")),
-            site_url="http://localhost",
-            database_url=url,
-            # Emails stay in the outbox: publishing to a broker that is not
-            # there is logged and left to the sweeper (outbox/publish.py: email_publish).
-            broker_url="redis://127.0.0.1:1/0",
-            cache_url="locmemcache://",
-            smtp_port=1,
+        # Emails stay in the outbox (offline_production_env: no broker).
+        yield offline_production_env(
+            var_dir=Path(tmp_path_factory.mktemp("race-var")), site_url="http://localhost", database_url=url
         )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from .support.postgres import fresh_postgres_database
-from .support.processes import production_env, run_manage
+from .support.processes import offline_production_env, run_manage
 
 pytest_plugins = ["tests.support.requirements"]
 pytestmark = pytest.mark.services
@@ -251,13 +251,8 @@ print("REPORT=" + json.dumps(SCENARIO(), default=str))
 @pytest.fixture(scope="module")
 def pg_env(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     with fresh_postgres_database(postgres_server) as url:
-        yield production_env(
-            var_dir=Path(tmp_path_factory.mktemp("submit-pg-var")),
-            site_url="http://localhost",
-            database_url=url,
-            broker_url="redis://127.0.0.1:1/0",
-            cache_url="locmemcache://",
-            smtp_port=1,
+        yield offline_production_env(
+            var_dir=Path(tmp_path_factory.mktemp("submit-pg-var")), site_url="http://localhost", database_url=url
         )
 
 

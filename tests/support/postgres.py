@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from .processes import production_env, run_manage
+from .processes import offline_production_env, run_manage
 
 pytest_plugins = ["tests.support.requirements"]  # postgres_server
 
@@ -35,14 +35,7 @@ def fresh_postgres_database(admin_url: str, *, migrate_env: dict[str, str] | Non
         conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit TO off')
     url = _database_url(admin_url, name)
     try:
-        env = migrate_env or production_env(
-            var_dir=Path("/nonexistent"),
-            site_url="http://127.0.0.1:1",
-            database_url=url,
-            broker_url="redis://127.0.0.1:1/0",
-            cache_url="locmemcache://",
-            smtp_port=1,
-        )
+        env = migrate_env or offline_production_env(var_dir=Path("/nonexistent"), database_url=url)
         env = {**env, "DATABASE_URL": url}
         run_manage("migrate", "--noinput", env=env)
         yield url
@@ -58,13 +51,6 @@ def fresh_postgres_database(admin_url: str, *, migrate_env: dict[str, str] | Non
 @pytest.fixture
 def postgres_database(postgres_server: str, tmp_path: Path) -> Iterator[str]:
     """URL of a fresh, migrated PostgreSQL database of this test's own."""
-    env = production_env(
-        var_dir=tmp_path / "var",
-        site_url="http://127.0.0.1:1",
-        database_url="",
-        broker_url="redis://127.0.0.1:1/0",
-        cache_url="locmemcache://",
-        smtp_port=1,
-    )
+    env = offline_production_env(var_dir=tmp_path / "var", database_url="")
     with fresh_postgres_database(postgres_server, migrate_env=env) as url:
         yield url

@@ -132,6 +132,24 @@ def production_env(
     return base_env(**values)
 
 
+def offline_production_env(
+    *, var_dir: Path, database_url: str, site_url: str = "http://127.0.0.1:1", **extra: str
+) -> dict[str, str]:
+    """production_env on ``database_url`` alone: no broker answers (a publish
+    is logged and the emails stay in the outbox for the sweeper:
+    outbox/publish.py), the cache is the process's own memory, and no SMTP
+    server listens."""
+    return production_env(
+        var_dir=var_dir,
+        site_url=site_url,
+        database_url=database_url,
+        broker_url="redis://127.0.0.1:1/0",
+        cache_url="locmemcache://",
+        smtp_port=1,
+        **extra,
+    )
+
+
 def sqlite_site_env(root: Path, **extra: str) -> tuple[dict[str, str], int]:
     """A production environment for a throwaway site under ``root``: SQLite
     and VAR_DIR in ``root``/var, the filesystem broker, the local-memory

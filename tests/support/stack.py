@@ -28,7 +28,7 @@ from . import REPO
 from .http_client import Browser, Response
 from .polling import free_port, wait_for
 from .postgres import fresh_postgres_database
-from .processes import BIN, ManagedProcess, production_env, run_manage
+from .processes import BIN, ManagedProcess, offline_production_env, production_env, run_manage
 from .redis_servers import ThrowawayRedis, claimed_redis_db
 from .requirements import check_redis, postgres_admin_url, service_missing, shared_redis_url
 from .smtp import SmtpRecorder
@@ -48,14 +48,7 @@ def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``manage.py collectstatic`` once per run (whitenoise's manifest
     storage needs it with DEBUG off); each stack links its STATIC_ROOT here."""
     var_dir = tmp_path_factory.mktemp("static-var")
-    env = production_env(
-        var_dir=var_dir,
-        site_url="http://127.0.0.1:1",
-        database_url=postgres_admin_url(),
-        broker_url="redis://127.0.0.1:1/0",
-        cache_url="locmemcache://",
-        smtp_port=1,
-    )
+    env = offline_production_env(var_dir=var_dir, database_url=postgres_admin_url())
     run_manage("collectstatic", "--noinput", env=env)
     return var_dir / "static"
 
