@@ -185,7 +185,7 @@ def _mark_sent(outbound: OutboundEmail, *, sent_at: datetime, **columns: Any) ->
     of the worker's database time; and prepared (requests_app/db.py), so
     planned once per connection rather than once per email."""
     values = {"state": OutboundEmail.State.SENT, "sent_at": sent_at, "last_error": "", **columns}
-    event = _kind_label(outbound.kind)
+    event = outbound.get_kind_display()
     if db_connection.vendor != "postgresql":
         with transaction.atomic():
             marked = OutboundEmail.objects.filter(pk=outbound.pk, state=OutboundEmail.State.SENDING).update(**values)
@@ -205,15 +205,6 @@ def _mark_sent(outbound: OutboundEmail, *, sent_at: datetime, **columns: Any) ->
                 sent_at,
             ],
         )
-
-
-def _kind_label(kind: str) -> str:
-    """get_kind_display's text, without the choices Django rebuilds for
-    every call (a twentieth of a millisecond)."""
-    try:
-        return str(OutboundEmail.Kind(kind).label)
-    except ValueError:
-        return kind  # as get_kind_display gives a value it does not know
 
 
 @functools.lru_cache(maxsize=8)
