@@ -11,6 +11,12 @@ export PORT
 
 .PHONY: run demo shell test lint format typecheck clean translations messages
 
+# pytest's processes (pytest-xdist), each test module whole in one of them
+# (a module's running services are started once). Two: the suite is mostly
+# CPU-bound (Chromium, gunicorn, Celery), and the test Redis has six spare
+# databases for the modules running at once.
+TEST_PROCESSES ?= 2
+
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
@@ -93,7 +99,7 @@ css: $(VENV)/.installed
 test: $(VENV)/.installed $(MO_FILES) node_modules/.installed
 	$(BIN)/ruff check .
 	DEBUG=1 $(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
