@@ -88,7 +88,11 @@ def services(root: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen[str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--emails", type=int, default=1000, help="acknowledgments measured (after one batch to warm)")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="emails per call (default EMAIL_BATCH_SIZE; 2 is a submission's task)"
+    )
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--cpu", action="store_true", help="profile this process's CPU time, not wall time")
     parser.add_argument("--json", action="store_true", help="one JSON line of figures, no profile")
     parser.add_argument("--no-profile", action="store_true", help="figures only, without cProfile's overhead")
     args = parser.parse_args()
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace, sink_pid: int, sink_log: Path) -> None:
     from requests_app.outbox.queue import email_queue_many
     from requests_app.outbox.send import email_send_many
 
-    batch = settings.EMAIL_BATCH_SIZE
+    batch = args.batch or settings.EMAIL_BATCH_SIZE
     total = args.emails + batch
     call_command("seed_demo", requests=total, stdout=io.StringIO())
     requests = list(ResetRequest.objects.order_by("pk")[:total])
@@ -142,7 +146,8 @@ def run(args: argparse.Namespace, sink_pid: int, sink_log: Path) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         postgres_pid = int(cursor.fetchone()[0])
-    profile = cProfile.Profile() if not (args.json or args.no_profile) else None
+    timer = time.process_time if args.cpu else time.perf_counter
+    profile = cProfile.Profile(timer) if not (args.json or args.no_profile) else None
     sink_cpu0, postgres_cpu0 = process_cpu_seconds(sink_pid), process_cpu_seconds(postgres_pid)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     with connection.execute_wrapper(count):

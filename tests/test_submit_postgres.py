@@ -35,6 +35,7 @@ import threading
 import uuid
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
@@ -225,6 +226,52 @@ def marked_sent_on_the_server():
     }
 
 
+def claimed_as_claimable_q_says():
+    from requests_app.outbox import send
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS + 1)
+    fresh = now - timedelta(seconds=1)
+    reset = services.reset_submit(submission=patient(f"{uuid.uuid4().hex}@example.com")).reset
+    rows = {}
+    for state in ("pending", "sending", "sent", "failed", "bounced"):
+        for next_attempt in (None, now - timedelta(minutes=1), now + timedelta(minutes=5)):
+            for claimed_at in (None, fresh, stale):
+                for request in (reset, None):
+                    row = OutboundEmail.objects.create(
+                        reset=request, kind="acknowledgment" if request else "staff_overdue_digest",
+                        to="a@example.com", state=state, attempts=2, created_at=now,
+                        next_attempt_at=next_attempt, claimed_at=claimed_at,
+                    )
+                    rows[row.pk] = f"{state} next={next_attempt and (next_attempt > now)} claimed={claimed_at}"
+    ids = list(rows)
+    expected = set(OutboundEmail.objects.filter(send.claimable_q(), pk__in=ids).values_list("pk", flat=True))
+    before = {row.pk: row for row in OutboundEmail.objects.select_related("reset").filter(pk__in=expected)}
+    claimed, seen = statements(lambda: send.claim_emails(ids))
+    after = {row.pk: row for row in OutboundEmail.objects.select_related("reset").filter(pk__in=ids)}
+
+    def fields(row):
+        values = {f.attname: str(getattr(row, f.attname)) for f in OutboundEmail._meta.concrete_fields}
+        values["reset"] = None if row.reset is None else {
+            f.attname: str(getattr(row.reset, f.attname)) for f in ResetRequest._meta.concrete_fields
+        }
+        return values
+
+    return {
+        "statements": seen,
+        "expected": sorted(expected),
+        "claimed": sorted(claimed),
+        "kinds_of_claimed": sorted({rows[pk] for pk in claimed}),
+        "in_memory_is_stored": all(fields(claimed[pk]) == fields(after[pk]) for pk in claimed),
+        "stored_claims": sorted({(after[pk].state, after[pk].attempts, after[pk].claimed_at >= now) for pk in claimed}),
+        "untouched": all(fields(after[pk]) == fields(row) for pk, row in after.items() if pk not in claimed)
+        and all(before[pk].state != "sending" or before[pk].claimed_at < now for pk in claimed),
+        "with_requests": sorted({claimed[pk].reset is not None for pk in claimed}),
+        "again": sorted(send.claim_emails(ids)),
+        "prepared": prepared(),
+    }
+
+
 def prepared_on_the_server():
     emails = [f"{uuid.uuid4().hex}@example.com" for _ in range(4)]
     made = [services.reset_submit(submission=patient(email)).created for email in emails[:3]]
@@ -370,7 +417,7 @@ def test_an_email_is_marked_sent_by_a_prepared_statement(pg_env):
 
     assert report["states"] == ["sent", "sent"]
     assert report["sent_events"] == ["Acknowledgment", "New request (staff)"]
-    assert report["prepared"] == ["new", "sent"]
+    assert report["prepared"] == ["new", "picked", "sent"]
 
 
 def test_without_prepared_statements_the_same_rows_and_nothing_prepared(pg_env):
@@ -386,3 +433,24 @@ def test_without_prepared_statements_the_same_rows_and_nothing_prepared(pg_env):
     assert submitted["first_connection"] == submitted["with_attach"] == submitted["new_connection"] == []
     assert marked["states"] == ["sent", "sent"]
     assert marked["prepared"] == []
+
+
+def test_a_worker_claims_in_one_statement_exactly_the_rows_claimable_q_names(pg_env):
+    report = run(pg_env, "claimed_as_claimable_q_says")
+
+    assert report["statements"] == ["WITH"]
+    assert report["claimed"] == report["expected"] and report["claimed"]
+    # Pending and due, or claimed by a worker gone quiet; nothing else.
+    assert {kind.split(" claimed=")[0] for kind in report["kinds_of_claimed"]} == {
+        "pending next=None",
+        "pending next=False",
+        "sending next=None",
+        "sending next=False",
+        "sending next=True",
+    }
+    assert report["in_memory_is_stored"] is True
+    assert report["stored_claims"] == [["sending", 3, True]]
+    assert report["untouched"] is True
+    assert report["with_requests"] == [False, True]
+    assert report["again"] == []
+    assert report["prepared"] == ["new", "picked"]
