@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from portal_reset.celery import app as celery_app
+from requests_app.templatetags.email_fragments import kept_fragments
 
 from .factories import ResetRequestFactory, StaffUserFactory
 
@@ -43,13 +44,15 @@ def _fast_password_hashing(settings: Any) -> None:
 @pytest.fixture(autouse=True)
 def _empty_cache() -> Iterator[None]:
     """Rate-limit counters live in the cache: each test starts from zero, and
-    renders its pages afresh (a test may change the settings they show).
+    renders its pages and emails afresh (a test may change the settings they show).
     Cleared after the test too, so that nothing it left reaches the next."""
     cache.clear()
     caches["fragments"].clear()
+    kept_fragments().clear()
     yield
     cache.clear()
     caches["fragments"].clear()
+    kept_fragments().clear()
 
 
 @pytest.fixture

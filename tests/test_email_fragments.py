@@ -1,6 +1,6 @@
 """{% fixed %} (requests_app/templatetags/email_fragments.py): what the email
-templates render the same for every email of a batch is rendered once per
-batch and language — and every email still reads as if rendered on its own."""
+templates render the same for every email is rendered once per process,
+language and settings — and every email still reads as if rendered on its own."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from django.utils import translation
 from requests_app.models import OutboundEmail
 from requests_app.outbox.render import build_message
 from requests_app.outbox.send import email_send_many
+from requests_app.templatetags.email_fragments import kept_fragments
 
 from .factories import OutboundEmailFactory, ResetRequestFactory
 from .support.mail_parts import everything
@@ -53,7 +54,22 @@ def test_a_batch_s_emails_read_as_each_one_rendered_on_its_own(settings):
     assert "José" in alone[0] and "Ann" in alone[1] and "&lt;Bob &amp; Co&gt;" in alone[3]
 
 
-def test_the_next_batch_renders_them_again(settings):
+def test_the_next_batch_takes_them_as_the_first_left_them():
+    email_send_many(email_ids=[OutboundEmailFactory().pk])
+    kept = kept_fragments()
+    assert kept
+    for key in kept:
+        kept[key] = "[as kept]"
+
+    email_send_many(email_ids=[OutboundEmailFactory().pk])
+
+    first, second = (everything(message) for message in mail.outbox)
+    assert "[as kept]" not in first
+    assert "[as kept]" in second
+    assert "(555) 010-0199" in first and "(555) 010-0199" not in second
+
+
+def test_the_next_batch_reads_a_setting_changed_since(settings):
     email_send_many(email_ids=[OutboundEmailFactory().pk])
     settings.PRACTICE_PHONE = "+16175550100"
 

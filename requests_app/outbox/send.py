@@ -25,6 +25,7 @@ from django.utils import timezone
 from ..db import prepared_statement_cursor
 from ..delivery_feedback import sent_message_id
 from ..models import OutboundEmail, RequestEvent, ResetRequest
+from ..templatetags.email_fragments import kept_fragments
 from . import render
 from .backends import DJANGO_SMTP_BACKEND, OUTBOX_SMTP_BACKEND
 from .lease import Lease
@@ -65,9 +66,9 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     unsent = [email_id for email_id in email_ids if email_id in claimed]
     lease = Lease(unsent)
     results: dict[int, SendResult] = {}
-    # What the templates render the same for every email of this batch
-    # (render.build_message): kept for this batch only.
-    fragments: dict[Any, str] = {}
+    # What the templates render the same for every email (render.build_message):
+    # kept by this process from one batch to the next.
+    fragments = kept_fragments()
     deadline = timezone.now() + timedelta(seconds=settings.EMAIL_BATCH_SECONDS)
     try:
         while unsent and timezone.now() < deadline and lease.may_start_another():

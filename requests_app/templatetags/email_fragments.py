@@ -1,14 +1,16 @@
 """``{% fixed %}…{% endfixed %}``: a stretch of an email template that is the
-same for every email of a batch in one language — it reads nothing but the
-practice's settings (outbox/render.py, practice_context).
+same for every email in one language — it reads nothing but the practice's
+settings (outbox/render.py, practice_context).
 
 Most of an email is such text (the translated paragraphs, the practice's
-name, phone and address): rendered once per batch and language, the rest of
-the batch's emails take it as it came out the first time, instead of
+name, phone and address): rendered once per process and language, the
+emails after it take it as it came out the first time, instead of
 looking up a dozen translations again (about half of the templates' cost).
-The outbox's sender hands each batch a fresh dict to keep them in (the
-``outbox_fragments`` context variable); without one (a preview, a test that
-builds one message) the stretch is rendered every time.
+The outbox's sender hands every batch this process's store of them
+(``kept_fragments``, in the ``outbox_fragments`` context variable): a
+submission's task is one acknowledgment and one staff notice, so a store per
+batch would render every stretch again for each. Without one (a preview, a
+test that builds one message) the stretch is rendered every time.
 
 What may be inside is checked when the template is read: text, variables,
 ``translate`` and ``blocktranslate`` (without ``as``, ``count`` or
@@ -39,8 +41,23 @@ from django.utils.formats import FORMAT_SETTINGS
 
 register = template.Library()
 
-# The context variable holding a batch's kept stretches (a dict).
+# The context variable holding the kept stretches (a dict).
 FRAGMENTS = "outbox_fragments"
+
+# This process's kept stretches. Each key holds everything its text depends
+# on (the node, the language, the autoescaping, the settings' values), so an
+# entry stays right as long as the process runs; there are a few dozen (each
+# stretch of each kind, per language), and the store is emptied should
+# template reloads or changing settings ever take it past this.
+KEPT_MAX = 1000
+_kept: dict[Any, str] = {}
+
+
+def kept_fragments() -> dict[Any, str]:
+    """The store of this process's kept stretches, for the outbox's batches."""
+    if len(_kept) > KEPT_MAX:
+        _kept.clear()
+    return _kept
 
 
 class FixedNode(Node):
