@@ -161,6 +161,10 @@ class VisitDateForm(forms.Form):
         # Built when the form is drawn: a valid submission never is.
         return form_helper(self.layout())
 
+    def rendering_key(self) -> str:
+        """What this form's empty rendering depends on beyond the language."""
+        return f"{self._heading}|{self.fields['appointment_date'].help_text}"
+
     def layout(self) -> Layout:
         return Layout(
             Question("appointment_date", template=DATE_TEMPLATE, heading=self._heading),

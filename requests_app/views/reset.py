@@ -78,6 +78,10 @@ def visit_page_context(form: VisitDateForm) -> dict[str, Any]:
     one-step POST needs (the timing value, the family management form)."""
     return {
         "form": form,
+        # The empty question's rendering is kept per process and language
+        # (templates/requests_app/form/visit_form.html), under what else it
+        # shows: its hint (a date a week ago) and whether it is the heading.
+        "visit_fields_key": None if form.is_bound or form.initial else form.rendering_key(),
         "family": FamilyFormSet(prefix=FAMILY_PREFIX),
         "timing_value": new_timing_value(),
         "summary": error_summary(form) if form.is_bound else [],
