@@ -36,7 +36,7 @@ LIST = "/admin/requests_app/resetrequest/"
 # savepoint and its release, here inside the test's transaction): sessions
 # slide, SESSION_SAVE_EVERY_REQUEST for the idle timeout.
 AROUND_EVERY_PAGE = 4 + 3
-# The list: the capped count (LIMIT 10001) and the page of rows with their
+# The list: the capped count (LIMIT 1001) and the page of rows with their
 # assignees (select_related). Filtered or searched, the same two.
 LIST_BUDGET = AROUND_EVERY_PAGE + 2
 # The export: the count and the insert of its audit record, then one

@@ -12,9 +12,12 @@ from django.utils.functional import cached_property
 class CappedCountPaginator(Paginator):
     """Counts at most LIMIT + 1 rows. An exact COUNT(*) over a million
     requests on every page load costs more than the page itself, and nobody
-    pages past the first thousands: they filter or search."""
+    pages past the first twenty pages: they filter or search. The cap is
+    also what a common name's search costs: 71,000 matches of "Garcia" in a
+    million rows took 53 ms to count to 10,001 (PostgreSQL builds the whole
+    bitmap of matches first) and 28 ms to count to 1,001."""
 
-    LIMIT = 10_000
+    LIMIT = 1_000
 
     @cached_property
     def count(self) -> int:
