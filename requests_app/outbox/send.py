@@ -151,12 +151,11 @@ def _claim_in_one_statement(email_ids: Sequence[int]) -> dict[int, OutboundEmail
     now = timezone.now()
     stale = now - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT_SECONDS)
     pending, sending = OutboundEmail.State.PENDING, OutboundEmail.State.SENDING
-    email_fields, reset_fields, sql = _claim_statement()
+    names, reset_names, sql = _claim_statement()
     with prepared_statement_cursor() as cursor:
         cursor.execute(sql, [list(email_ids), pending, now, sending, stale, sending, now])
         rows = cursor.fetchall()
-    alias, names = db_connection.alias, [field.attname for field in email_fields]
-    reset_names, claimed = [field.attname for field in reset_fields], {}
+    alias, claimed = db_connection.alias, {}
     for row in rows:
         outbound = OutboundEmail.from_db(alias, names, row[: len(names)])
         reset_values = row[len(names) :]
@@ -167,7 +166,9 @@ def _claim_in_one_statement(email_ids: Sequence[int]) -> dict[int, OutboundEmail
 
 
 @functools.cache
-def _claim_statement() -> tuple[list[Any], list[Any], str]:
+def _claim_statement() -> tuple[list[str], list[str], str]:
+    """The claim's statement, and the fields (attnames) of the outbox row and
+    of its request, in the order it returns them."""
     quote = db_connection.ops.quote_name
     email_fields = list(OutboundEmail._meta.concrete_fields)
     reset_fields = list(ResetRequest._meta.concrete_fields)
@@ -183,7 +184,7 @@ def _claim_statement() -> tuple[list[Any], list[Any], str]:
         f"{', '.join('r.' + quote(f.column) for f in reset_fields)} "
         f"FROM claimed LEFT JOIN {requests} AS r ON r.id = claimed.reset_id ORDER BY claimed.id"
     )
-    return email_fields, reset_fields, sql
+    return [f.attname for f in email_fields], [f.attname for f in reset_fields], sql
 
 
 def _release(email_ids: Sequence[int]) -> None:
