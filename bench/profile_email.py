@@ -95,6 +95,11 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="profile this process's CPU time, not wall time")
     parser.add_argument("--json", action="store_true", help="one JSON line of figures, no profile")
     parser.add_argument("--no-profile", action="store_true", help="figures only, without cProfile's overhead")
+    parser.add_argument(
+        "--keep-connection",
+        action="store_true",
+        help="keep the SMTP connection between batches, as a worker process does (outbox/kept_connection.py)",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="portal-reset-profile-email-"))
     try:
@@ -117,6 +122,10 @@ def run(args: argparse.Namespace, sink_pid: int, sink_log: Path) -> None:
     from requests_app.outbox.queue import email_queue_many
     from requests_app.outbox.send import email_send_many
 
+    if args.keep_connection:
+        from requests_app.outbox.kept_connection import keeping_enable
+
+        keeping_enable()
     batch = args.batch or settings.EMAIL_BATCH_SIZE
     total = args.emails + batch
     call_command("seed_demo", requests=total, stdout=io.StringIO())

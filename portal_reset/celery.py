@@ -40,6 +40,15 @@ def _renew_email_claims(**kwargs: object) -> None:
     heartbeat_enable()
 
 
+@worker_process_init.connect
+def _keep_smtp_connections(**kwargs: object) -> None:
+    # Each process that sends keeps its SMTP connection between batches
+    # (requests_app/outbox/kept_connection.py).
+    from requests_app.outbox.kept_connection import keeping_enable
+
+    keeping_enable()
+
+
 @worker_ready.connect
 def _recover_emails(**kwargs: object) -> None:
     # Beside the consumer, not in its way: the second sweep waits out a

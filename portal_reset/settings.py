@@ -53,6 +53,13 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+def _non_negative_int(name: str, default: int) -> int:
+    value = env.int(name, default=default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 or a positive whole number, got {value}.")
+    return value
+
+
 def _private_var_dir() -> Path:
     """VAR_DIR, made if missing, readable by its owner only (0700): the local
     run keeps the secret key, the SQLite file and the .eml mail there, all
@@ -348,6 +355,11 @@ EMAIL_BATCH_SIZE = 50
 # A batch starts no new message after this long (a slow server): the rest go
 # back to the queue as a new message, well before the task's time limit.
 EMAIL_BATCH_SECONDS = 30
+# A worker process keeps its SMTP connection open this long after a batch,
+# for the next one (requests_app/outbox/kept_connection.py): a submission's
+# two emails cost less than opening a connection for them. 0: QUIT after
+# every batch.
+EMAIL_SMTP_IDLE_SECONDS = _non_negative_int("EMAIL_SMTP_IDLE_SECONDS", 10)
 
 # --- Delivery feedback: an email provider instead of SMTP -------------------
 

@@ -56,6 +56,9 @@ STACK_ENV = {
     "EMAIL_CLAIM_TIMEOUT_SECONDS": str(CLAIM_TIMEOUT_SECONDS),
     # Backoff ~1 s, 2 s … instead of ~30 s, 1 min … (production default).
     "EMAIL_RETRY_BASE_SECONDS": "1",
+    # A pool process says QUIT on its kept SMTP connection after 3 s idle
+    # instead of 10 (production default), where the QUIT case holds it.
+    "EMAIL_SMTP_IDLE_SECONDS": "3",
 }
 
 
@@ -176,6 +179,19 @@ def test_it_does_not_send_again_when_the_worker_is_killed_after_the_server_accep
     stack.settle()
     assert len(stack.smtp.to(form["email"])) == 1
     assert stack.acknowledgment(submitted.reference)["state"] == "sent"
+
+
+def test_a_worker_sends_the_next_submissions_over_the_smtp_connections_it_kept(stack: Stack) -> None:
+    # Each pool process keeps its connection from one batch to the next
+    # (outbox/kept_connection.py): four submissions, one after another, go
+    # over at most one connection per pool process, not one each.
+    forms = [patient_form() for _ in range(4)]
+    for form in forms:
+        stack.submit(form)
+        stack.smtp.wait_for_messages(form["email"], diagnostics=stack.diagnostics)
+
+    sessions = {message.session for form in forms for message in stack.smtp.to(form["email"])}
+    assert len(sessions) <= stack.worker_concurrency < len(forms)
 
 
 def test_it_keeps_the_claim_of_a_worker_waiting_on_a_slow_server_longer_than_the_claim_timeout(stack: Stack) -> None:

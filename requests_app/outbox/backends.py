@@ -62,11 +62,20 @@ class OutboxSMTPBackend(DjangoSMTPBackend):
     errors) sending each message as Django's does, with three costs of a
     batch taken out: the sender is sanitized once per connection instead of
     once per message, a plain recipient is not parsed (envelope_address),
-    and an outbox message is written by its own writer (message_bytes)."""
+    and an outbox message is written by its own writer (message_bytes). It
+    counts the messages sent on its connection (messages_sent), which a
+    worker keeps from one batch to the next (kept_connection.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._senders: dict[tuple[Any, str], str] = {}
+        self.messages_sent = 0  # on the current connection, tried or not
+
+    def open(self) -> bool | None:
+        opened = super().open()
+        if opened:
+            self.messages_sent = 0
+        return opened
 
     def _send(self, email_message: EmailMessage) -> bool:
         recipients = email_message.recipients()
@@ -80,6 +89,7 @@ class OutboxSMTPBackend(DjangoSMTPBackend):
         envelope = [envelope_address(address, encoding) for address in recipients]
         data = message_bytes(email_message)
         assert self.connection is not None  # send_messages opened it
+        self.messages_sent += 1
         try:
             self.connection.sendmail(from_email, envelope, data)
         except smtplib.SMTPException:

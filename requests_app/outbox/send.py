@@ -26,8 +26,9 @@ from ..db import prepared_statement_cursor
 from ..delivery_feedback import sent_message_id
 from ..models import OutboundEmail, RequestEvent, ResetRequest
 from ..templatetags.email_fragments import kept_fragments
-from . import render
+from . import kept_connection, render
 from .backends import DJANGO_SMTP_BACKEND, OUTBOX_SMTP_BACKEND
+from .kept_connection import close_quietly
 from .lease import Lease
 from .publish import email_publish
 
@@ -60,8 +61,9 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     """
     email_ids = list(dict.fromkeys(email_ids))  # an id named twice is sent once
     # Built before anything is claimed: a backend that cannot be built
-    # leaves every row as it was.
-    connection = outbox_connection()
+    # leaves every row as it was. The connection an earlier batch of this
+    # worker process left open, if there is one (kept_connection.py).
+    connection = kept_connection.take() or outbox_connection()
     claimed = claim_emails(email_ids)
     unsent = [email_id for email_id in email_ids if email_id in claimed]
     lease = Lease(unsent)
@@ -75,10 +77,12 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
             results[unsent[0]] = send_claimed(claimed[unsent[0]], connection, fragments)
             lease.done(unsent.pop(0))
     finally:
-        # Every row sent on this connection says so by now: only now QUIT. A
-        # worker that dies during QUIT leaves sent rows, not stale claims
-        # that the sweeper would send a second time.
-        _close_quietly(connection)
+        # Every row sent on this connection says so by now: only now is it
+        # handed to the next batch, or QUIT. A worker that dies while it
+        # idles or during QUIT leaves sent rows, not stale claims that the
+        # sweeper would send a second time.
+        if not kept_connection.give_back(connection):
+            close_quietly(connection)
         if unsent:
             # Out of time (a slow server), claims no longer renewed, or an
             # error (the database): what was claimed but not tried goes
@@ -216,7 +220,7 @@ def send_claimed(outbound: OutboundEmail, connection: Any, fragments: dict[Any, 
     except Exception as exc:
         # What the server made of the conversation is unknown: the next
         # message starts on a new connection.
-        _close_quietly(connection)
+        close_quietly(connection)
         return _failed(outbound, exc)
 
     _mark_sent(outbound, sent_at=timezone.now(), provider_message_id=sent_message_id(message))
@@ -273,14 +277,6 @@ def _mark_sent_statement(names: tuple[str, ...]) -> tuple[list[Any], str]:
         "SELECT reset_id, %s, NULL, '', '', %s, %s FROM sent WHERE reset_id IS NOT NULL"
     )
     return fields, sql
-
-
-def _close_quietly(connection: Any) -> None:
-    """Close an SMTP connection; a failure to say QUIT changes nothing."""
-    try:
-        connection.close()
-    except Exception as exc:
-        logger.warning("closing the SMTP connection failed: %s", type(exc).__name__)
 
 
 def backoff_seconds(attempts: int) -> float:

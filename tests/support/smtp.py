@@ -133,14 +133,16 @@ class SmtpRecorder:
     any recipient.
     """
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self._lock = threading.Lock()
         self._messages: list[ReceivedEmail] = []
         self._scripts: dict[tuple[str, str], deque[str]] = {}
         self._holds: list[Hold] = []
         self._stall: Stall | None = None
         self.rcpt_attempts: Counter[str] = Counter()
+        self.quits = 0  # QUITs received: sessions the client ended
+        self._running = False
         self._session_rcpts: dict[int, set[str]] = {}
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, ready_timeout=10)
 
@@ -148,8 +150,13 @@ class SmtpRecorder:
         # aiosmtpd logs every connection at INFO; keep the test output for ours.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         self._controller.start()
+        self._running = True
 
     def stop(self) -> None:
+        """Stop the server (and drop every connection); again, nothing."""
+        if not self._running:
+            return
+        self._running = False
         for hold in list(self._holds):
             hold.release()
         if self._stall is not None:
@@ -276,6 +283,8 @@ class _Handler:
         return "250 2.0.0 OK: queued"
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.recorder._lock:
+            self.recorder.quits += 1
         rcpts = self.recorder._session_rcpts.pop(id(session), set())
         hold = self.recorder._take_hold(rcpts, "QUIT") if rcpts else None
         if hold is not None:
