@@ -11,8 +11,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+from django.db import OperationalError
 
 from requests_app.models import OutboundEmail
 from requests_app.outbox import kept_connection
@@ -136,6 +138,18 @@ def test_a_connection_that_failed_is_not_handed_to_the_next_batch(real_smtp, kee
     assert real_smtp.quits == 1  # closed at the failure, as before
     send_batch()
     assert len(sessions(real_smtp)) == 1  # the new batch's own connection
+
+
+def test_a_database_failure_at_the_claim_leaves_the_connection_to_the_next_batch(real_smtp, keeping):
+    send_batch()
+    email = OutboundEmailFactory()
+    down = OperationalError("the database is down")
+    with mock.patch("requests_app.outbox.send.claim_emails", side_effect=down), pytest.raises(OperationalError):
+        email_send_many(email_ids=[email.pk])
+
+    send_batch()
+    assert len(sessions(real_smtp)) == 1
+    assert real_smtp.quits == 0
 
 
 @pytest.mark.parametrize(("given", "read"), [(None, "10"), ("0", "0"), ("45", "45")])

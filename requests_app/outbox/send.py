@@ -64,7 +64,11 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     # leaves every row as it was. The connection an earlier batch of this
     # worker process left open, if there is one (kept_connection.py).
     connection = kept_connection.take() or outbox_connection()
-    claimed = claim_emails(email_ids)
+    try:
+        claimed = claim_emails(email_ids)
+    except BaseException:
+        _hand_back(connection)  # the database failed: the connection is still good
+        raise
     unsent = [email_id for email_id in email_ids if email_id in claimed]
     lease = Lease(unsent)
     results: dict[int, SendResult] = {}
@@ -81,8 +85,7 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
         # handed to the next batch, or QUIT. A worker that dies while it
         # idles or during QUIT leaves sent rows, not stale claims that the
         # sweeper would send a second time.
-        if not kept_connection.give_back(connection):
-            close_quietly(connection)
+        _hand_back(connection)
         if unsent:
             # Out of time (a slow server), claims no longer renewed, or an
             # error (the database): what was claimed but not tried goes
@@ -103,6 +106,12 @@ def outbox_connection() -> Any:
     with the server, minus work it repeats for every message)."""
     backend = settings.EMAIL_BACKEND
     return get_connection(OUTBOX_SMTP_BACKEND if backend == DJANGO_SMTP_BACKEND else backend, fail_silently=False)
+
+
+def _hand_back(connection: Any) -> None:
+    """Keep the connection for this process's next batch, or close it."""
+    if not kept_connection.give_back(connection):
+        close_quietly(connection)
 
 
 def claimable_q() -> Q:
