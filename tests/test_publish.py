@@ -1,6 +1,7 @@
 """A submission's emails reach the broker by outbox/publish.py's own short
 way (_publish_at_once): the message must be the one Celery's apply_async
-puts there, on a real Redis, with production settings."""
+puts there, on a real Redis with production settings, and on the local
+run's filesystem broker."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from .support.processes import manage_json, production_env
+from .support.processes import base_env, manage_json, production_env
 
 pytest_plugins = ["tests.support.redis_servers"]
-pytestmark = pytest.mark.services
 
 BOTH_WAYS = """
 import json
@@ -63,6 +63,7 @@ def queued(redis_db_url: str, tmp_path: Path) -> dict[str, Any]:
     return manage_json(env, BOTH_WAYS)
 
 
+@pytest.mark.services
 def test_the_short_way_puts_on_the_queue_what_apply_async_puts_there(queued):
     [celery_s, ours, _] = queued["queued"]
 
@@ -74,6 +75,7 @@ def test_the_short_way_puts_on_the_queue_what_apply_async_puts_there(queued):
     assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": "patient_email"}
 
 
+@pytest.mark.services
 def test_an_outbox_publish_to_a_queue_takes_the_short_way(queued):
     [celery_s, _, published] = queued["queued"]
 
@@ -81,3 +83,27 @@ def test_an_outbox_publish_to_a_queue_takes_the_short_way(queued):
     assert queued["signalled"] == [[[7, 8]]]
     assert json.loads(base64.b64decode(published["body"]))[0] == [[9]]
     assert without_ids(published)["headers"] == {**without_ids(celery_s)["headers"], "argsrepr": "[[9]]"}
+
+
+ON_THE_FILESYSTEM = """
+import json
+from pathlib import Path
+from celery import current_app
+from django.conf import settings
+from requests_app.outbox import publish
+
+task = current_app.tasks[publish.SEND_EMAILS_TASK]
+task.apply_async(args=[[7, 8]], queue="patient_email")
+publish.email_publish(email_ids=[7, 8], queue="patient_email")
+folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+files = sorted(folder.glob("*.patient_email.msg"), key=lambda path: path.name)
+print(json.dumps({"may": publish._may_publish_at_once(task), "queued": [json.loads(f.read_text()) for f in files]}))
+"""
+
+
+def test_on_the_local_run_s_filesystem_broker_too(tmp_path: Path) -> None:
+    result = manage_json(base_env(DEBUG="1", VAR_DIR=str(tmp_path)), ON_THE_FILESYSTEM)
+
+    assert result["may"]
+    [celery_s, ours] = result["queued"]
+    assert without_ids(ours) == without_ids(celery_s)
