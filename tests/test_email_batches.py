@@ -30,14 +30,6 @@ pytest_plugins = ["tests.support.smtp"]
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def real_smtp(smtp_server: Any, settings: Any) -> Any:
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_server.port
-    settings.EMAIL_USE_TLS = False
-    return smtp_server
-
-
 def states(request: Any) -> dict[str, str]:
     return dict(request.emails.values_list("kind", "state"))
 

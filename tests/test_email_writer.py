@@ -231,9 +231,7 @@ def test_the_outbox_sends_with_its_own_smtp_backend_where_django_s_is_configured
     assert type(outbox_connection()) is type(get_connection())
 
 
-def test_the_smtp_backend_sends_the_bytes_and_envelope_django_s_would(smtp_server, settings):
-    settings.EMAIL_BACKEND = backends.DJANGO_SMTP_BACKEND
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", smtp_server.port, False
+def test_the_smtp_backend_sends_the_bytes_and_envelope_django_s_would(real_smtp, settings):
     settings.PRACTICE_NAME = "Clínica Peña"
     message = build_message(OutboundEmailFactory(to="p@example.com"))
 
@@ -244,7 +242,7 @@ def test_the_smtp_backend_sends_the_bytes_and_envelope_django_s_would(smtp_serve
     with outbox_connection() as ours:
         assert ours.send_messages([message, message]) == 2
 
-    [by_django, by_us, again] = smtp_server.wait_for_messages("p@example.com", 3)
+    [by_django, by_us, again] = real_smtp.wait_for_messages("p@example.com", 3)
     assert by_us.raw == by_django.raw
     assert (by_us.mail_from, by_us.rcpt_tos) == (by_django.mail_from, by_django.rcpt_tos)
     assert by_us.mail_from == settings.DEFAULT_FROM_EMAIL  # the bare address, as Django's

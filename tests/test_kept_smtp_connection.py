@@ -29,14 +29,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def real_smtp(smtp_server: SmtpRecorder, settings: Any) -> SmtpRecorder:
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_server.port
-    settings.EMAIL_USE_TLS = False
-    return smtp_server
-
-
-@pytest.fixture
 def keeping(settings: Any) -> Iterator[None]:
     """As in a worker process (portal_reset/celery.py), with a short idle time."""
     settings.EMAIL_SMTP_IDLE_SECONDS = 2

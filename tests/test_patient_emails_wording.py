@@ -88,13 +88,10 @@ def test_it_gives_staff_emails_the_practice_s_name_too(acknowledgment, settings)
     assert sender.display_name == settings.PRACTICE_NAME
 
 
-def test_it_keeps_the_bare_address_as_the_envelope_sender(smtp_server, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", smtp_server.port, False
-
+def test_it_keeps_the_bare_address_as_the_envelope_sender(real_smtp, settings):
     build_message(OutboundEmailFactory(to="p@example.com")).send()
 
-    [received] = smtp_server.wait_for_messages("p@example.com")
+    [received] = real_smtp.wait_for_messages("p@example.com")
     assert received.mail_from == settings.DEFAULT_FROM_EMAIL
 
 

@@ -310,3 +310,12 @@ def smtp_server() -> Iterator[SmtpRecorder]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def real_smtp(smtp_server: SmtpRecorder, settings: Any) -> SmtpRecorder:
+    """``smtp_server``, with Django's SMTP backend (as production has it)
+    sending to it."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", smtp_server.port, False
+    return smtp_server
