@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import loadgen
-from .profiling import manage, throwaway_services, time_by_part
+from .profiling import manage, process_cpu_seconds, throwaway_services, time_by_part
 
 KINDS = ("valid", "duplicate", "honeypot", "too_fast", "email_limit", "address_limit", "floor", "get", "floor_get")
 
@@ -77,6 +77,7 @@ class RedisCounter:
         import redis
 
         self.client = redis.Redis(host="127.0.0.1", port=port)
+        self.pid = int(self.client.info("server")["process_id"])
 
     def total(self) -> int:
         stats = self.client.info("commandstats")
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=300, help="POSTs measured (after as many to warm up)")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--json", action="store_true", help="one JSON line of figures, no profile")
+    parser.add_argument("--cpu", action="store_true", help="profile this process's CPU time, not wall time")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="portal-reset-profile-"))
     try:
@@ -217,7 +219,12 @@ def run(args: argparse.Namespace, redis_counter: RedisCounter) -> None:
         want = expected.get(kind, 303)
         if status != want:
             raise SystemExit(f"{kind}: answered {status}, not {want}")
-        profile = cProfile.Profile() if not args.json and len(kinds) == 1 else None
+        timer = time.process_time if args.cpu else time.perf_counter
+        profile = cProfile.Profile(timer) if not args.json and len(kinds) == 1 else None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            postgres_pid = int(cursor.fetchone()[0])
+        postgres_cpu0, redis_cpu0 = process_cpu_seconds(postgres_pid), process_cpu_seconds(redis_counter.pid)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         if profile is not None:
             profile.enable()
@@ -229,6 +236,8 @@ def run(args: argparse.Namespace, redis_counter: RedisCounter) -> None:
         results[kind] = {
             "wall_ms": round((time.perf_counter() - wall0) / n * 1000, 3),
             "cpu_ms": round((time.process_time() - cpu0) / n * 1000, 3),
+            "postgres_cpu_ms": round((process_cpu_seconds(postgres_pid) - postgres_cpu0) / n * 1000, 3),
+            "redis_cpu_ms": round((process_cpu_seconds(redis_counter.pid) - redis_cpu0) / n * 1000, 3),
             "sql": len(statements),
             "redis_commands": redis_one,
             "statements": [sql[:110] for sql in statements],
@@ -241,6 +250,7 @@ def run(args: argparse.Namespace, redis_counter: RedisCounter) -> None:
     for kind, figures in results.items():
         print(
             f"{kind:14} {figures['wall_ms']:7.2f} ms wall {figures['cpu_ms']:7.2f} ms CPU "
+            f"(PostgreSQL {figures['postgres_cpu_ms']:.2f}, Redis {figures['redis_cpu_ms']:.2f}) "
             f"{figures['sql']} SQL {figures['redis_commands']} Redis"
         )
         for statement in figures["statements"]:
