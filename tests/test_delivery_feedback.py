@@ -842,6 +842,136 @@ def test_an_address_the_provider_refuses_at_sending_marks_the_request(fake_postm
     assert any(m.startswith("Acknowledgment refused by Postmark before sending") for m in messages)
 
 
+# What a provider's API answers when it cannot send now, or cannot send this.
+POSTMARK_FAILURES = {
+    "its own error (503)": (503, {"ErrorCode": 0, "Message": "Service unavailable"}),
+    "a rate limit (429)": (429, {"ErrorCode": 0, "Message": "Rate limit exceeded"}),
+    "an answer it could not finish (200, not JSON)": (200, None),
+    "an invalid message (422)": (422, {"ErrorCode": 300, "Message": "Invalid email request"}),
+    "wrong credentials (401)": (401, {"ErrorCode": 10, "Message": "No Account or Server API tokens were supplied"}),
+}
+POSTMARK_LATER = ["its own error (503)", "a rate limit (429)", "an answer it could not finish (200, not JSON)"]
+
+
+def failing_postmark(monkeypatch: Any, status: int | None, answer: dict[str, Any] | None) -> list[str]:
+    """Postmark's send API answering ``status`` with ``answer`` (None: a body
+    that is not JSON); no status: the connection fails. Returns the
+    recipients it was asked to send to."""
+    import requests
+
+    asked: list[str] = []
+
+    def request(session: Any, method: str, url: str, **kwargs: Any) -> Any:
+        asked.append(json.loads(kwargs["data"])["To"])
+        if status is None:
+            raise requests.ConnectionError("Connection refused")
+        response = requests.Response()
+        response.url, response.status_code = url, status
+        response._content = b"<html>Bad gateway</html>" if answer is None else json.dumps(answer).encode()
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    monkeypatch.setattr(requests.Session, "request", request)
+    return asked
+
+
+@pytest.mark.parametrize("failure", list(POSTMARK_FAILURES))
+def test_a_provider_that_cannot_send_now_gets_the_email_again_later_and_one_that_refuses_it_fails_it(
+    failure: str, fake_postmark: Any, monkeypatch: Any
+) -> None:
+    fake_postmark()
+    status, answer = POSTMARK_FAILURES[failure]
+    asked = failing_postmark(monkeypatch, status, answer)
+    email = OutboundEmailFactory(reset=ResetRequestFactory(email=PATIENT))
+
+    results = email_send_many(email_ids=[email.pk])
+
+    assert asked == [PATIENT]
+    email.refresh_from_db()
+    events = list(RequestEvent.objects.filter(reset_id=email.reset_id).values_list("kind", flat=True))
+    if failure in POSTMARK_LATER:
+        assert results[email.pk].state == email.state == OutboundEmail.State.PENDING
+        assert results[email.pk].retry_in is not None and email.next_attempt_at > timezone.now()
+        assert RequestEvent.Kind.EMAIL_FAILED not in events
+    else:
+        assert results[email.pk].state == email.state == OutboundEmail.State.FAILED
+        assert events.count(RequestEvent.Kind.EMAIL_FAILED) == 1
+    assert email.attempts == 1 and str(status) in email.last_error
+
+
+def test_a_provider_out_of_reach_gets_the_email_again_and_it_goes_out_once(
+    fake_postmark: Any, monkeypatch: Any, time_machine: Any
+) -> None:
+    time_machine.move_to(timezone.now(), tick=False)
+    fake = fake_postmark()
+    failing_postmark(monkeypatch, None, None)
+    email = OutboundEmailFactory(reset=ResetRequestFactory(email=PATIENT))
+
+    assert email_send_many(email_ids=[email.pk])[email.pk].state == OutboundEmail.State.PENDING
+    import requests
+
+    monkeypatch.setattr(
+        requests.Session, "request", lambda session, method, url, **kw: fake.request(session, method, url, **kw)
+    )
+    assert email_send_many(email_ids=[email.pk])[email.pk].state == OutboundEmail.State.PENDING  # its backoff first
+    time_machine.shift(timedelta(minutes=31))
+    assert email_send_many(email_ids=[email.pk])[email.pk].state == OutboundEmail.State.SENT
+
+    email.refresh_from_db()
+    assert email.state == OutboundEmail.State.SENT and email.attempts == 2
+    assert [payload["To"] for payload in fake.sent] == [PATIENT]
+
+
+# What Amazon SES (through boto3) answers: an AWS error's name and HTTP status, or no answer.
+SES_FAILURES = {
+    "throttled (400 Throttling)": ("Throttling", 400, True),
+    "too many requests (429)": ("TooManyRequestsException", 429, True),
+    "its own error (500)": ("InternalFailure", 500, True),
+    "no answer (a connection error)": (None, None, True),
+    "a rejected message (400 MessageRejected)": ("MessageRejected", 400, False),
+    "an unverified sender (400)": ("MailFromDomainNotVerifiedException", 400, False),
+}
+
+
+@pytest.mark.parametrize("failure", list(SES_FAILURES))
+def test_amazon_ses_throttled_or_out_of_reach_gets_the_email_again_and_a_refusal_fails_it(
+    failure: str, configure: Any, settings: Any, monkeypatch: Any
+) -> None:
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    configure("amazon_ses")
+    settings.EMAIL_BACKEND = "anymail.backends.amazon_ses.EmailBackend"
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "AMAZON_SES_CLIENT_PARAMS": {
+            "region_name": "us-east-1",
+            "aws_access_key_id": "x",
+            "aws_secret_access_key": "y",
+        },
+    }
+    code, status, later = SES_FAILURES[failure]
+    asked: list[str] = []
+
+    def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        asked.append(operation)
+        if code is None:
+            raise EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com")
+        error = {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        raise ClientError(error, operation)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    email = OutboundEmailFactory(reset=ResetRequestFactory(email=PATIENT))
+
+    result = email_send_many(email_ids=[email.pk])[email.pk]
+
+    assert asked == ["SendEmail"]
+    email.refresh_from_db()
+    expected = OutboundEmail.State.PENDING if later else OutboundEmail.State.FAILED
+    assert result.state == email.state == expected
+    assert email.attempts == 1 and (code or "Could not connect") in email.last_error
+
+
 def test_with_plain_smtp_nothing_is_stored_for_the_provider(settings: Any, db: None) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     email = OutboundEmailFactory()

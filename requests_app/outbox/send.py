@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import get_connection
@@ -297,7 +298,9 @@ def backoff_seconds(attempts: int) -> float:
 
 def is_transient(exc: Exception) -> bool:
     """Whether trying again later may succeed: a 4xx reply, a dropped or
-    refused connection, a time-out. A 5xx reply is permanent."""
+    refused connection, a time-out. A 5xx reply is permanent. Through an
+    email provider's API (EMAIL_PROVIDER), as _provider_may_take_it_later
+    says."""
     if isinstance(exc, SoftTimeLimitExceeded):
         # The task ran out of time mid-send: whether the server took the
         # message is unknown, so it is tried again (at least once).
@@ -307,6 +310,10 @@ def is_transient(exc: Exception) -> bool:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         return bool(codes) and all(400 <= code < 500 for code in codes)
+    if isinstance(exc, AnymailRecipientsRefused):
+        return False  # the provider refused the address (delivery_feedback marks the request)
+    if isinstance(exc, AnymailAPIError):
+        return _provider_may_take_it_later(exc)
     return isinstance(
         exc,
         (
@@ -318,6 +325,31 @@ def is_transient(exc: Exception) -> bool:
             OSError,
         ),
     )
+
+
+# HTTP's 4xx answers that mean "not now" rather than "not this message".
+_HTTP_NOT_NOW = frozenset({408, 425, 429})
+# AWS's names for "slow down" (Amazon SES through boto3), with a 400 or a 429.
+_PROVIDER_NOT_NOW = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException"})
+
+
+def _provider_may_take_it_later(exc: AnymailAPIError) -> bool:
+    """A provider's API call that failed: permanent only when the provider
+    answered that this message cannot be sent (a 4xx other than a time-out
+    or a rate limit: an invalid payload, a refused sender, wrong
+    credentials). Its own errors (5xx), a rate limit, no answer at all (a
+    connection error, a time-out) and an answer that could not be read
+    (the provider may have taken the message: at least once) are tried
+    again. Amazon SES's errors come from boto3 (no status of anymail's):
+    the status and the error's name are read from its response."""
+    status, code = exc.status_code, None
+    response = getattr(exc, "response", None)
+    if status is None and isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = response.get("Error", {}).get("Code")
+    if code in _PROVIDER_NOT_NOW or status is None:
+        return True
+    return not (400 <= int(status) < 500) or int(status) in _HTTP_NOT_NOW
 
 
 def _text(reply: bytes | str) -> str:
