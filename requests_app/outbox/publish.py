@@ -31,12 +31,14 @@ def email_publish(*, email_ids: Sequence[int], countdown: float | None = None, q
     broker that is down is logged and otherwise ignored: those rows stay
     pending and the sweeper queues them again."""
     send_emails = current_app.tasks[SEND_EMAILS_TASK]
+    # The queue to publish to the short way, or None: apply_async for every batch.
+    at_once = queue if queue is not None and countdown is None and _may_publish_at_once(send_emails) else None
     handed, size = 0, settings.EMAIL_BATCH_SIZE
     for start in range(0, len(email_ids), size):
         batch = list(email_ids[start : start + size])
         try:
-            if countdown is None and queue is not None and _may_publish_at_once(send_emails):
-                _publish_at_once(send_emails, batch, queue)
+            if at_once is not None:
+                _publish_at_once(send_emails, batch, at_once)
             else:
                 send_emails.apply_async(args=[batch], countdown=countdown, queue=queue)
         except Exception as exc:  # kombu raises many kinds when the broker is down
@@ -66,9 +68,10 @@ def _publish_at_once(task: Any, email_ids: list[int], queue: str) -> None:
     ``send_task`` — the router, merging the task's options, the publish
     signals, a dozen settings read through Django's — which cost about as
     much as the publish: about half a millisecond of a submission's 9.5 ms
-    of CPU (the median of ten paired runs of bench.profile_post). A submission publishes on every request,
-    so it takes this way when _may_publish_at_once says it may;
-    tests/test_publish.py compares what reaches Redis both ways."""
+    of CPU (the median of ten paired runs of bench.profile_post). A
+    submission publishes on every request, so it takes this way when
+    _may_publish_at_once says it may; tests/test_publish.py compares what
+    reaches Redis both ways."""
     app = task.app
     conf = app.conf
     headers, properties, body, _ = app.amqp.as_task_v2(
