@@ -752,14 +752,10 @@ class FakePostmark:
         self.sent: list[dict[str, Any]] = []
 
     def request(self, session: Any, method: str, url: str, **kwargs: Any) -> Any:
-        import requests
-
         payload = json.loads(kwargs["data"])
         self.sent.append(payload)
-        response = requests.Response()
-        response.url = url
         if self.refuse:
-            response.status_code = 422
+            status = 422
             answer: dict[str, Any] = {
                 "ErrorCode": 406,
                 "Message": "You tried to send to a recipient that has been marked as inactive.\n"
@@ -767,7 +763,7 @@ class FakePostmark:
                 "Inactive recipients are ones that have generated a hard bounce or a spam complaint. ",
             }
         else:
-            response.status_code = 200
+            status = 200
             answer = {
                 "To": payload["To"],
                 "SubmittedAt": "2026-11-27T12:00:00.0000000-05:00",
@@ -775,9 +771,17 @@ class FakePostmark:
                 "ErrorCode": 0,
                 "Message": "OK",
             }
-        response._content = json.dumps(answer).encode()
-        response.headers["Content-Type"] = "application/json"
-        return response
+        return postmark_response(url, status, json.dumps(answer).encode())
+
+
+def postmark_response(url: str, status: int, content: bytes) -> Any:
+    """A response of Postmark's API, as requests hands it to anymail."""
+    import requests
+
+    response = requests.Response()
+    response.url, response.status_code, response._content = url, status, content
+    response.headers["Content-Type"] = "application/json"
+    return response
 
 
 @pytest.fixture
@@ -865,11 +869,9 @@ def failing_postmark(monkeypatch: Any, status: int | None, answer: dict[str, Any
         asked.append(json.loads(kwargs["data"])["To"])
         if status is None:
             raise requests.ConnectionError("Connection refused")
-        response = requests.Response()
-        response.url, response.status_code = url, status
-        response._content = b"<html>Bad gateway</html>" if answer is None else json.dumps(answer).encode()
-        response.headers["Content-Type"] = "application/json"
-        return response
+        return postmark_response(
+            url, status, b"<html>Bad gateway</html>" if answer is None else json.dumps(answer).encode()
+        )
 
     monkeypatch.setattr(requests.Session, "request", request)
     return asked
