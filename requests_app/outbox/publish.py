@@ -8,8 +8,10 @@ registered in every process that runs Django.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
@@ -57,7 +59,39 @@ def _may_publish_at_once(task: Any) -> bool:
     not run eagerly (the tests), not from inside a task (whose id Celery
     writes into the message as its parent), no sent event asked for."""
     app = task.app
-    return not (app.conf.task_always_eager or app.conf.task_send_sent_event or app.current_worker_task)
+    return not (app.conf.task_always_eager or _options(app).sent_event or app.current_worker_task)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What Celery's send_task reads from its settings for every message
+    (through Django's settings, a lookup that misses there first costs
+    about 10 µs each), read once per process: none of them changes after
+    the worker or web process has started."""
+
+    sent_event: bool
+    delivery_mode: Any
+    pool_timeout: float | None
+    publish: dict[str, Any]
+    # Messages are published to these queues, declared as the worker declares them.
+    queues: Any
+
+
+@functools.cache
+def _options(app: Any) -> _Options:
+    conf = app.conf
+    return _Options(
+        sent_event=bool(conf.task_send_sent_event),
+        delivery_mode=conf.task_default_delivery_mode,
+        pool_timeout=conf.broker_pool_acquire_timeout,
+        publish={
+            "serializer": conf.task_serializer,
+            "compression": conf.task_compression,
+            "retry": conf.task_publish_retry,
+            "retry_policy": dict(conf.task_publish_retry_policy or {}),
+        },
+        queues=app.amqp.queues,
+    )
 
 
 def _publish_at_once(task: Any, email_ids: list[int], queue: str) -> None:
@@ -67,36 +101,37 @@ def _publish_at_once(task: Any, email_ids: list[int], queue: str) -> None:
     and publish-retry policy. What is left out is the rest of Celery's
     ``send_task`` — the router, merging the task's options, the publish
     signals, a dozen settings read through Django's — which cost about as
-    much as the publish: about half a millisecond of a submission's 9.5 ms
-    of CPU (the median of ten paired runs of bench.profile_post). A
-    submission publishes on every request, so it takes this way when
-    _may_publish_at_once says it may; tests/test_publish.py compares what
-    reaches Redis both ways."""
+    much as the publish. A submission publishes on every request, so it
+    takes this way when _may_publish_at_once says it may;
+    tests/test_publish.py compares what reaches Redis both ways."""
     app = task.app
-    conf = app.conf
+    options = _options(app)
+    args = [email_ids]
+    # Celery's saferepr of a list of ids is its repr, up to its maximum size.
+    argsrepr = repr(args)
     headers, properties, body, _ = app.amqp.as_task_v2(
         uuid(),
         task.name,
-        args=[email_ids],
+        args=args,
         kwargs={},
         reply_to=app.thread_oid,
         time_limit=task.time_limit,
         soft_time_limit=task.soft_time_limit,
         ignore_result=task.ignore_result,
+        argsrepr=argsrepr if len(argsrepr) <= app.amqp.argsrepr_maxsize else None,
+        kwargsrepr="{}",
     )
-    declared = app.amqp.queues[queue]
-    with app.producer_or_acquire() as producer:
+    declared = options.queues[queue]
+    # As app.producer_or_acquire() takes one.
+    with app.producer_pool.acquire(block=True, timeout=options.pool_timeout) as producer:
         producer.publish(
             body,
             exchange="",  # a direct exchange's queue by name, as Celery sends it
             routing_key=queue,
-            serializer=conf.task_serializer,
-            compression=conf.task_compression,
-            delivery_mode=declared.exchange.delivery_mode or conf.task_default_delivery_mode,
+            delivery_mode=declared.exchange.delivery_mode or options.delivery_mode,
             declare=[declared],
-            retry=conf.task_publish_retry,
-            retry_policy=dict(conf.task_publish_retry_policy or {}),
             headers=headers,
+            **options.publish,
             **properties,
         )
 
