@@ -331,8 +331,10 @@ def test_a_new_request_is_one_statement_with_the_same_rows_as_the_orms_path(pg_e
     # One publish for the two emails, the acknowledgment first (both paths);
     # then one for each second submission's acknowledgment.
     assert report["published"] == [["acknowledgment", "staff_new_request"]] * 2 + [["acknowledgment"]] * 2
-    # The second submission: one statement too, the same rows as the ORM's.
-    assert report["again_statements"] == ["WITH"]
+    # The second submission: the new request's statement inserts nothing
+    # (the patient has an open request), then one statement attaches it,
+    # with the same rows as the ORM's.
+    assert report["again_statements"] == ["WITH", "WITH"]
     assert report["again_created"] == [False, False]
     assert report["again"] == report["orm_again"]
     assert [(e["kind"], e["message"].splitlines()[0]) for e in report["again"]["events"][3:]] == [
@@ -352,7 +354,8 @@ def test_a_second_submission_is_attached_to_the_open_request(pg_env):
     assert report["requests"] == 1
     assert report["kinds"] == ["submitted", "email_queued", "email_queued", "duplicate", "email_queued"]
     assert report["emails"] == ["acknowledgment", "staff_new_request", "acknowledgment"]
-    assert report["statements"] == ["WITH"]
+    # The new request's statement, which inserts nothing, then the attach.
+    assert report["statements"] == ["WITH", "WITH"]
     assert report["published"] == [["acknowledgment"]]
 
 
@@ -407,7 +410,7 @@ def test_the_submission_s_statements_are_planned_once_per_connection(pg_env):
     assert report["made"] == [True, True, True, True]
     assert report["stored"] == 4
     assert report["first_connection"] == ["new"]
-    assert report["with_attach"] == ["new", "target"]
+    assert report["with_attach"] == ["new", "open_request"]
     assert report["new_connection"] == ["new"]
     assert report["events_on_first"] == ["submitted", "email_queued", "email_queued", "duplicate"]
 

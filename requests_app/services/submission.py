@@ -80,8 +80,9 @@ def reset_submit(*, submission: Submission, reference: str | None = None) -> Sub
     ``reference``: the one a new request takes (a released held submission
     keeps the reference its sender was shown), if it is still free.
 
-    On PostgreSQL either is one statement (below); SQLite takes the ORM's
-    path, as does the rare submission that statement leaves undecided.
+    On PostgreSQL a new request is one statement, a repeated submission two
+    (below); SQLite takes the ORM's path, as does the rare submission those
+    leave undecided.
     """
     for _ in range(SUBMIT_ATTEMPTS):
         try:
@@ -90,8 +91,8 @@ def reset_submit(*, submission: Submission, reference: str | None = None) -> Sub
                     result = _submit_in_one_statement(submission, reference or new_reference())
                 if result is not None:
                     return result
-                # The same patient's first submission at the same moment
-                # was not yet visible to it: the ORM's path attaches to it.
+                # The patient's open request ended between the two
+                # statements: the ORM's path decides again.
             with transaction.atomic():
                 return _submit_once(submission, reference or new_reference())
         except IntegrityError:
@@ -206,23 +207,21 @@ def _describe(submission: Submission) -> str:
 #
 # The same rows the ORM's path writes (_submit_once), in one statement and
 # no transaction of its own (BEGIN and COMMIT would be two round trips
-# more). A new patient: the request, its family, the acknowledgment and the
-# staff notice in the outbox, the "submitted" and "email queued" events. A
-# patient with an open request: on it, the "submitted again" event, the
-# acknowledgment and its "email queued" event. The request's INSERT ... ON
-# CONFLICT DO NOTHING targets the partial unique index of open requests
-# (resetrequest_one_open_per_patient): for a patient with an open request
-# it inserts nothing (and PostgreSQL logs no error, as a failed INSERT
-# would), and a SELECT ... FOR UPDATE of the same statement finds that
-# request instead. The rows that follow are each tagged for one case or the
-# other and joined to the one that happened. Every row's columns and values
-# are those Django's INSERT for its model would have (field defaults,
-# auto_now, database defaults left to the database), so a field added later
-# is written here too; tests/test_submit_postgres.py compares the rows of
-# the two paths. The SQL text depends only on the rows' shape, and is built
-# once per shape.
-
-NEW, EXISTING = "new", "existing"
+# more): the request, its family, the acknowledgment and the staff notice in
+# the outbox, the "submitted" and "email queued" events. The request's
+# INSERT ... ON CONFLICT DO NOTHING targets the partial unique index of open
+# requests (resetrequest_one_open_per_patient): for a patient with an open
+# request it inserts nothing (and PostgreSQL logs no error, as a failed
+# INSERT would), so neither does the rest of the statement, and a second
+# statement locks that request (SELECT ... FOR UPDATE, as the ORM's path
+# does) and records on it the "submitted again" event, the acknowledgment
+# and its "email queued" event. A repeated submission is the rare case: the
+# first statement carries only the new request's rows. Every row's columns
+# and values are those Django's INSERT for its model would have (field
+# defaults, auto_now, database defaults left to the database), so a field
+# added later is written here too; tests/test_submit_postgres.py compares
+# the rows of the two paths. The SQL text depends only on the rows' shape,
+# and is built once per shape.
 
 
 @functools.cache
@@ -262,58 +261,86 @@ def _prepared(obj: models.Model, *, skip: str = "") -> tuple[tuple[tuple[str, st
 
 @functools.cache
 def _rows_for_target_sql(
-    name: str, table: str, columns: tuple[tuple[str, str], ...], cases: tuple[str, ...], returning: str
+    name: str, target: str, table: str, columns: tuple[tuple[str, str], ...], count: int, returning: str
 ) -> str:
-    """``name AS (INSERT INTO table … SELECT target.id, … FROM target JOIN (VALUES …))``:
-    one row per entry of ``cases``, in that order, for the case that
-    happened (the tag of ``target``'s one row), pointing at its request. The
-    values are cast to their columns' types: unlike VALUES in an INSERT, a
-    SELECT does not take its types from the columns it fills."""
+    """``name AS (INSERT INTO table … SELECT target.id, … FROM target, (VALUES …))``:
+    ``count`` rows, in their order, each pointing at the request of the CTE
+    ``target`` (none when the statement found no request). The values are cast to
+    their columns' types: unlike VALUES in an INSERT, a SELECT does not take
+    its types from the columns it fills."""
     quote = connection.ops.quote_name
     names = [f"c{i}" for i in range(len(columns))]
     casts = ", ".join(f"%s::{db_type}" for _, db_type in columns)
-    rows = ", ".join(f"({number}, '{case}', {casts})" for number, case in enumerate(cases))
+    rows = ", ".join(f"({number}, {casts})" for number in range(count))
     targets = ", ".join([quote("reset_id")] + [quote(column) for column, _ in columns])
     return (
         f"{name} AS (INSERT INTO {quote(table)} ({targets}) "  # noqa: S608 - names from the models
-        f"SELECT target.id, {', '.join('v.' + n for n in names)} FROM target "
-        f"JOIN (VALUES {rows}) AS v(n, made, {', '.join(names)}) ON v.made = target.made "
+        f"SELECT {target}.id, {', '.join('v.' + n for n in names)} FROM {target} "
+        f"CROSS JOIN (VALUES {rows}) AS v(n, {', '.join(names)}) "
         f"ORDER BY v.n RETURNING {returning})"
     )
 
 
 def _rows_for_target(
-    name: str, rows: Sequence[tuple[str, models.Model]], returning: str = "id"
+    name: str, target: str, rows: Sequence[models.Model], returning: str = "id"
 ) -> tuple[str, list[Any]]:
-    """The CTE inserting ``rows`` ((case, unsaved object) each, all of one
-    model and shape) and its parameters."""
-    prepared = [_prepared(obj, skip="reset_id") for _, obj in rows]
+    """The CTE inserting ``rows`` (unsaved objects, all of one model and
+    shape) for the request of the CTE ``target``, and its parameters."""
+    prepared = [_prepared(obj, skip="reset_id") for obj in rows]
     columns = prepared[0][0]
     assert all(shape == columns for shape, _ in prepared), "rows of one CTE must have the same columns"
-    sql = _rows_for_target_sql(name, rows[0][1]._meta.db_table, columns, tuple(case for case, _ in rows), returning)
+    sql = _rows_for_target_sql(name, target, rows[0]._meta.db_table, columns, len(rows), returning)
     return sql, [value for _, values in prepared for value in values]
+
+
+def _ctes(target: str, tables: Sequence[tuple[str, Sequence[models.Model], str]]) -> tuple[list[str], list[Any]]:
+    """The CTEs inserting each (name, rows, returning) that has rows for the
+    request of the CTE ``target``, and their parameters."""
+    ctes: list[str] = []
+    params: list[Any] = []
+    for name, rows, returning in tables:
+        if rows:
+            sql, values = _rows_for_target(name, target, rows, returning)
+            ctes.append(sql)
+            params += values
+    return ctes, params
 
 
 @functools.cache
 def _submit_sql(request_columns: tuple[tuple[str, str], ...], *ctes: str) -> str:
     quote = connection.ops.quote_name
-    table = quote(ResetRequest._meta.db_table)
-    conflict, open_request = _one_open_per_patient()
+    conflict, _ = _one_open_per_patient()
     return (
-        f"WITH new AS (INSERT INTO {table} ({', '.join(quote(c) for c, _ in request_columns)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(request_columns))}) "
-        f"ON CONFLICT {conflict} DO NOTHING RETURNING id, reference, '{NEW}' AS made), "
-        f"existing AS (SELECT id, reference, '{EXISTING}' AS made FROM {table} WHERE {open_request} FOR UPDATE), "
-        f"target AS (SELECT * FROM new UNION ALL SELECT * FROM existing), {', '.join(ctes)} "
-        "SELECT target.id, target.reference, target.made, emails.id, emails.kind FROM target JOIN emails ON true"
+        f"WITH new AS (INSERT INTO {quote(ResetRequest._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(c) for c, _ in request_columns)}) VALUES ({', '.join(['%s'] * len(request_columns))}) "
+        f"ON CONFLICT {conflict} DO NOTHING RETURNING id, reference), {', '.join(ctes)} "
+        "SELECT new.id, new.reference, emails.id, emails.kind FROM new JOIN emails ON true"
     )
 
 
+@functools.cache
+def _attach_sql(*ctes: str, emails: bool) -> str:
+    """The patient's open request, locked, with ``ctes`` on it."""
+    table = connection.ops.quote_name(ResetRequest._meta.db_table)
+    _, open_request = _one_open_per_patient()
+    return (
+        f"WITH open_request AS (SELECT id, reference FROM {table} "  # noqa: S608
+        f"WHERE {open_request} FOR UPDATE), {', '.join(ctes)} SELECT open_request.id, open_request.reference"
+        + (", emails.id, emails.kind FROM open_request JOIN emails ON true" if emails else " FROM open_request")
+    )
+
+
+def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    with prepared_statement_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def _submit_in_one_statement(submission: Submission, reference: str) -> SubmitResult | None:
-    """A new request with everything it comes with, or the submission
-    attached to the patient's open request, in one statement. None (nothing
-    stored) when neither could be: the same patient's first submission,
-    made at the same moment, was not yet committed when this one began."""
+    """A new request with everything it comes with in one statement or,
+    when the patient has an open request, the submission attached to it in
+    a second. None (nothing stored) when neither could be: the patient's
+    open request ended between the two."""
     now = timezone.now()
     reset = ResetRequest(
         reference=reference,
@@ -329,71 +356,52 @@ def _submit_in_one_statement(submission: Submission, reference: str) -> SubmitRe
     def event(kind: str, **fields: Any) -> RequestEvent:
         return RequestEvent(reset=reset, kind=kind, created_at=now, **fields)
 
-    ack, notice = OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.STAFF_NEW_REQUEST
-    emails = [(NEW, email(ack, reset.email)), (NEW, email(notice, settings.STAFF_NOTIFY_EMAIL))]
-    emails.append((EXISTING, email(ack, reset.email)))
-    queued = RequestEvent.Kind.EMAIL_QUEUED
+    ack, queued = OutboundEmail.Kind.ACKNOWLEDGMENT, RequestEvent.Kind.EMAIL_QUEUED
+    # The acknowledgment first: it is published, and sent, before the notice.
+    emails = [email(ack, reset.email), email(OutboundEmail.Kind.STAFF_NEW_REQUEST, settings.STAFF_NOTIFY_EMAIL)]
     events = [
-        (NEW, event(RequestEvent.Kind.SUBMITTED, to_status=Status.NEW)),
-        *((NEW, event(queued, message=e.get_kind_display())) for case, e in emails if case == NEW),
-        # As the ORM's path words it (_submit_once, email_queue_many).
-        (EXISTING, event(RequestEvent.Kind.DUPLICATE, message=_describe(submission))),
-        (EXISTING, event(queued, message=emails[-1][1].get_kind_display())),
+        event(RequestEvent.Kind.SUBMITTED, to_status=Status.NEW),
+        *(event(queued, message=e.get_kind_display()) for e in emails),
     ]
     family = [
-        (NEW, FamilyMember(reset=reset, first_name=first, last_name=last, date_of_birth=dob))
+        FamilyMember(reset=reset, first_name=first, last_name=last, date_of_birth=dob)
         for first, last, dob in submission.family
     ]
     request_columns, params = _prepared(reset)
-    params += [submission.email, submission.date_of_birth]
-    ctes = []
-    for name, rows, returning in (("emails", emails, "id, kind"), ("events", events, "id"), ("family", family, "id")):
-        if rows:
-            sql, values = _rows_for_target(name, rows, returning)
-            ctes.append(sql)
-            params += values
-    with prepared_statement_cursor() as cursor:
-        cursor.execute(_submit_sql(request_columns, *ctes), params)
-        rows_back = cursor.fetchall()
-    if not rows_back:
-        return None
-    pk, stored_reference, made = rows_back[0][:3]
-    if made == NEW:
-        reset.pk = pk
+    ctes, values = _ctes("new", (("emails", emails, "id, kind"), ("events", events, "id"), ("family", family, "id")))
+    rows = _execute(_submit_sql(request_columns, *ctes), params + values)
+    created = bool(rows)
+    if created:
+        reset.pk = rows[0][0]
         reset._state.adding = False
         reset._state.db = connection.alias
         logger.info("reset request submitted reference=%s", reset.reference)
     else:
+        # As the ORM's path words it (_submit_once, email_queue_many).
+        emails = [email(ack, reset.email)]
+        events = [
+            event(RequestEvent.Kind.DUPLICATE, message=_describe(submission)),
+            event(queued, message=emails[0].get_kind_display()),
+        ]
+        ctes, values = _ctes("open_request", (("emails", emails, "id, kind"), ("events", events, "id")))
+        rows = _execute(_attach_sql(*ctes, emails=True), [submission.email, submission.date_of_birth, *values])
+        if not rows:
+            return None
         # The open request as the ORM would load it with only(): the rest on access.
-        reset = ResetRequest.from_db(connection.alias, ["id", "reference"], [pk, stored_reference])
-    # The acknowledgment first: it is published, and sent, before the notice.
-    by_kind = {kind: email_id for *_, email_id, kind in rows_back}
-    published = [(by_kind[e.kind], e.kind) for case, e in emails if case == made]
+        reset = ResetRequest.from_db(connection.alias, ["id", "reference"], list(rows[0][:2]))
+    by_kind = {kind: email_id for *_, email_id, kind in rows}
+    published = [(by_kind[e.kind], e.kind) for e in emails]
     transaction.on_commit(lambda: publish_together(published))
-    return SubmitResult(reset=reset, created=made == NEW)
+    return SubmitResult(reset=reset, created=created)
 
 
 def _attach_in_one_statement(submission: Submission, message: str) -> ResetRequest | None:
     """The "submitted again" event on the patient's open request (locked, as
     the ORM's path locks it), in one statement; None when there is none."""
-    sql, params = _rows_for_target(
-        "events",
-        [(EXISTING, RequestEvent(kind=RequestEvent.Kind.DUPLICATE, message=message, created_at=timezone.now()))],
-    )
-    with prepared_statement_cursor() as cursor:
-        cursor.execute(_attach_sql(sql), [submission.email, submission.date_of_birth, *params])
-        row = cursor.fetchone()
-    if row is None:
+    event = RequestEvent(kind=RequestEvent.Kind.DUPLICATE, message=message, created_at=timezone.now())
+    ctes, values = _ctes("open_request", (("events", [event], "id"),))
+    rows = _execute(_attach_sql(*ctes, emails=False), [submission.email, submission.date_of_birth, *values])
+    if not rows:
         return None
     # The request as the ORM would load it with only(): the rest on access.
-    return ResetRequest.from_db(connection.alias, ["id", "reference"], list(row))
-
-
-@functools.cache
-def _attach_sql(events: str) -> str:
-    table = connection.ops.quote_name(ResetRequest._meta.db_table)
-    _, open_request = _one_open_per_patient()
-    return (
-        f"WITH target AS (SELECT id, reference, '{EXISTING}' AS made FROM {table} "  # noqa: S608
-        f"WHERE {open_request} FOR UPDATE), {events} SELECT target.id, target.reference FROM target"
-    )
+    return ResetRequest.from_db(connection.alias, ["id", "reference"], list(rows[0]))
