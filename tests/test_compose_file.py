@@ -6,6 +6,7 @@ processes."""
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import os
@@ -297,6 +298,17 @@ def _get(port: int, path: str, headers: dict[str, str] | None = None) -> int:
         return connection.getresponse().status
     finally:
         connection.close()
+
+
+def test_gunicorn_hides_what_the_master_loaded_from_the_workers_garbage_collector():
+    config: dict[str, Any] = {}
+    exec((ROOT / "gunicorn.conf.py").read_text(), config)  # noqa: S102 - our own file
+    gc.unfreeze()
+    try:
+        config["pre_fork"](None, None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_it_never_writes_a_status_token_to_the_access_log(tmp_path):
