@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone, translation
 from django.views.decorators.debug import sensitive_variables
@@ -247,6 +247,9 @@ def _db_type(field: models.Field[Any, Any]) -> str:
 def _prepared(obj: models.Model, *, skip: str = "") -> tuple[tuple[tuple[str, str], ...], list[Any]]:
     """The columns Django would INSERT for ``obj`` (each with its type) and
     their values prepared for the database; the id and ``skip`` left out."""
+    # The connection itself, not the django.db.connection proxy: each field's
+    # preparation looks up several of its attributes.
+    db = connections[DEFAULT_DB_ALIAS]
     columns, values = [], []
     for field in type(obj)._meta.local_concrete_fields:
         if field.primary_key or field.generated or field.attname == skip:
@@ -255,7 +258,7 @@ def _prepared(obj: models.Model, *, skip: str = "") -> tuple[tuple[tuple[str, st
         if isinstance(value, DatabaseDefault):
             continue
         columns.append((field.column, _db_type(field)))
-        values.append(field.get_db_prep_save(value, connection))
+        values.append(field.get_db_prep_save(value, db))
     return tuple(columns), values
 
 
