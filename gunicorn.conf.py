@@ -70,7 +70,7 @@ def pre_fork(server: Any, worker: Any) -> None:
     (the app, above) is moved out of the garbage collector's generations
     (gc.freeze), as Python's documentation advises before a fork. A worker's
     collections then never walk those long-lived objects, which cost it
-    about 2 % of a submission's instructions (bench.profile_post), and never
+    about 2 % of a submission's instructions (bench.instructions), and never
     write to their pages, which the worker would otherwise copy."""
     gc.freeze()
 

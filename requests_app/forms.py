@@ -322,8 +322,9 @@ class BaseFamilyFormSet(forms.BaseFormSet):
         it (at most ``max_num`` rows, none of them initial) and every
         family field left blank. Django's own validation comes to the same
         answer for such a POST at about a tenth of a one-step submission's
-        instructions (bench.profile_post); anything else (a row with something in it, a management form
-        of another shape) takes that validation."""
+        instructions (bench.instructions); anything else (a row with
+        something in it, a management form of another shape) takes that
+        validation. tests/test_family_rows.py holds the two to one answer."""
         if not self.is_bound:
             return False
         data, start = self.data, f"{self.prefix}-"

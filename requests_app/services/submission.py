@@ -268,9 +268,9 @@ def _rows_for_target_sql(
 ) -> str:
     """``name AS (INSERT INTO table … SELECT target.id, … FROM target, (VALUES …))``:
     ``count`` rows, in their order, each pointing at the request of the CTE
-    ``target`` (none when the statement found no request). The values are cast to
-    their columns' types: unlike VALUES in an INSERT, a SELECT does not take
-    its types from the columns it fills."""
+    ``target`` (none when the statement found no request). The values are
+    cast to their columns' types: unlike VALUES in an INSERT, a SELECT does
+    not take its types from the columns it fills."""
     quote = connection.ops.quote_name
     names = [f"c{i}" for i in range(len(columns))]
     casts = ", ".join(f"%s::{db_type}" for _, db_type in columns)
