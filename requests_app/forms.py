@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Field, Fieldset, Layout
 from django import forms
+from django.forms.formsets import INITIAL_FORM_COUNT, MAX_NUM_FORM_COUNT, MIN_NUM_FORM_COUNT, TOTAL_FORM_COUNT
 from django.forms.utils import ErrorDict
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -311,8 +312,8 @@ class BaseFamilyFormSet(forms.BaseFormSet):
         # The family part is optional: a POST that leaves it out entirely
         # (no management form) names nobody rather than failing.
         prefix = prefix or self.get_default_prefix()
-        if data is not None and f"{prefix}-TOTAL_FORMS" not in data:
-            data = {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"}
+        if data is not None and f"{prefix}-{TOTAL_FORM_COUNT}" not in data:
+            data = {f"{prefix}-{TOTAL_FORM_COUNT}": "0", f"{prefix}-{INITIAL_FORM_COUNT}": "0"}
         super().__init__(data, prefix=prefix, **kwargs)
 
     @functools.cached_property
@@ -327,16 +328,19 @@ class BaseFamilyFormSet(forms.BaseFormSet):
         validation. tests/test_family_rows.py holds the two to one answer."""
         if not self.is_bound:
             return False
-        data, start = self.data, f"{self.prefix}-"
+        data, key = self.data, self.add_prefix
         counts = {str(n) for n in range(self.max_num + 1)}
-        if data.get(start + "INITIAL_FORMS") != "0" or data.get(start + "TOTAL_FORMS") not in counts:
+        if data.get(key(INITIAL_FORM_COUNT)) != "0" or data.get(key(TOTAL_FORM_COUNT)) not in counts:
             return False
-        limits = [data.get(start + key) for key in ("MIN_NUM_FORMS", "MAX_NUM_FORMS")]
+        limits = [data.get(key(name)) for name in (MIN_NUM_FORM_COUNT, MAX_NUM_FORM_COUNT)]
         if any(value and not (value.isascii() and value.isdigit()) for value in limits):
             return False
-        management = {start + key for key in ("TOTAL_FORMS", "INITIAL_FORMS", "MIN_NUM_FORMS", "MAX_NUM_FORMS")}
+        management = {
+            key(name) for name in (TOTAL_FORM_COUNT, INITIAL_FORM_COUNT, MIN_NUM_FORM_COUNT, MAX_NUM_FORM_COUNT)
+        }
+        start = key("")
         return not any(
-            key.startswith(start) and key not in management and str(value).strip() for key, value in data.items()
+            name.startswith(start) and name not in management and str(value).strip() for name, value in data.items()
         )
 
     def is_valid(self) -> bool:
