@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import random
+import smtplib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -221,6 +222,48 @@ def test_a_plain_address_goes_on_the_envelope_as_sanitize_address_writes_it(addr
 )
 def test_any_other_address_is_sanitized_as_django_does(address):
     assert backends.envelope_address(address, "utf-8") == sanitize_address(address, "utf-8")
+
+
+class _Recorded:
+    """An SMTP client of ``cls`` that records its commands instead of sending them."""
+
+    def __init__(self, cls: type[smtplib.SMTP], esmtp: bool = True):
+        self.client = cls()  # not connected
+        self.client.does_esmtp = esmtp
+        self.client.esmtp_features = {"smtputf8": ""}
+        self.commands: list[tuple[str, str]] = []
+        self.client.putcmd = lambda cmd, args="": self.commands.append((cmd, args))  # type: ignore[method-assign]
+        self.client.getreply = lambda: (250, b"OK")  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipient", "options"),
+    [
+        ("portal-reset@practice.example", "pat@example.com", ()),
+        ("IFM <portal-reset@practice.example>", "maria.lopez+portal@mail.example.org", ("size=1234",)),
+        ('"Clínica Peña" <portal-reset@practice.example>', "Pat <pat@example.com>", ("size=1", "BODY=8BITMIME")),
+        ("portal-reset@practice.example", '"pat smith"@example.com', ()),
+        ("portal-reset@practice.example", "josé@example.com", ("SMTPUTF8",)),
+        ("<portal-reset@practice.example>", "a_b-c@xn--exmple-cua.com", ()),
+    ],
+)
+@pytest.mark.parametrize("esmtp", [True, False])
+def test_the_envelope_commands_are_smtplib_s(sender, recipient, options, esmtp):
+    ours, smtplib_s = _Recorded(backends.EnvelopeSMTP, esmtp), _Recorded(smtplib.SMTP, esmtp)
+    for recorded in (ours, smtplib_s):
+        assert recorded.client.mail(sender, options) == (250, b"OK")
+        assert recorded.client.rcpt(recipient, options) == (250, b"OK")
+        assert recorded.client.mail(sender, options) == (250, b"OK")  # the sender kept from the first
+
+    assert ours.commands == smtplib_s.commands
+    assert ours.client.command_encoding == smtplib_s.client.command_encoding
+
+
+def test_the_outbox_connects_with_its_envelope_commands(settings):
+    settings.EMAIL_BACKEND = backends.DJANGO_SMTP_BACKEND
+    assert outbox_connection().connection_class is backends.EnvelopeSMTP
+    settings.EMAIL_USE_SSL = True
+    assert outbox_connection().connection_class is backends.EnvelopeSMTPSSL
 
 
 def test_the_outbox_sends_with_its_own_smtp_backend_where_django_s_is_configured(settings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from email.utils import parseaddr
 
 from django.conf import settings
@@ -101,10 +102,16 @@ class OutboundEmail(models.Model):
     @property
     def message_id(self) -> str:
         """Stable across retries, so a mail client shows a resent copy once."""
-        # DEFAULT_FROM_EMAIL may carry a display name ("Front desk <a@b>").
-        domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+        domain = _message_id_domain(str(settings.DEFAULT_FROM_EMAIL))
         # The creation time keeps ids unique across databases and resets.
         return f"<outbox-{self.pk}.{int(self.created_at.timestamp() * 1_000_000)}@{domain}>"
+
+
+@functools.lru_cache(maxsize=4)
+def _message_id_domain(from_email: str) -> str:
+    """The domain of DEFAULT_FROM_EMAIL, which may carry a display name
+    ("Front desk <a@b>"): the same setting for every email, parsed once."""
+    return parseaddr(from_email)[1].rpartition("@")[2] or "localhost"
 
 
 class DeliveryReport(models.Model):
