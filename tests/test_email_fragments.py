@@ -13,7 +13,7 @@ from django.template import TemplateSyntaxError, engines
 from django.utils import translation
 
 from requests_app.models import OutboundEmail
-from requests_app.outbox.render import build_message
+from requests_app.outbox.render import build_message, reply_by_text
 from requests_app.outbox.send import email_send_many
 from requests_app.templatetags.email_fragments import kept_fragments
 
@@ -78,6 +78,34 @@ def test_the_next_batch_reads_a_setting_changed_since(settings):
     first, second = (everything(message) for message in mail.outbox)
     assert "(555) 010-0199" in first
     assert "(617) 555-0100" in second and "(555) 010-0199" not in second
+
+
+def test_the_reply_by_time_moves_with_the_clock_from_one_batch_to_the_next(time_machine):
+    # The sentence with the reply-by time is a kept stretch like the others:
+    # kept per minute, as its text changes.
+    email_send_many(email_ids=[OutboundEmailFactory().pk])
+    time_machine.move_to(NOW + timedelta(minutes=1, seconds=30), tick=False)
+
+    email_send_many(email_ids=[OutboundEmailFactory().pk])
+
+    first, second = (everything(message) for message in mail.outbox)
+    # Monday 10:00 at the practice plus 24 working hours, then a minute and a half later.
+    assert first.count("We usually reset your portal access by Wednesday, June 17, 4:00 PM") == 2  # text, HTML
+    assert second.count("We usually reset your portal access by Wednesday, June 17, 4:01 PM") == 2
+    assert "4:00 PM" not in second
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_the_reply_by_text_is_the_date_filter_s_on_the_practice_s_clock(language, settings):
+    settings.PRACTICE_TIME_ZONE = "America/Chicago"
+    template = from_string(
+        '{% load tz %}{% timezone "America/Chicago" %}'
+        '{% translate "l, F j, g:i A" context "Date format: when the patient can expect their access reset, '
+        'e.g. Tuesday, March 17, 1:00 PM" as reply_by_format %}{{ moment|date:reply_by_format }}{% endtimezone %}'
+    )
+    with translation.override(language):
+        for moment in (NOW, NOW + timedelta(seconds=59.5), datetime(2026, 11, 1, 6, 30, tzinfo=UTC)):
+            assert reply_by_text(moment) == template.render({"moment": moment})
 
 
 def test_a_stretch_is_kept_per_language_and_per_value():

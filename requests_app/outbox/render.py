@@ -14,6 +14,7 @@ import functools
 import random
 import re
 import sys
+from datetime import datetime
 from email.headerregistry import Address
 from email.policy import Compat32
 from email.utils import formatdate, parseaddr
@@ -24,12 +25,14 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import RFC5322_EMAIL_LINE_LENGTH_LIMIT, forbid_multi_line_headers
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
+from django.utils.translation import pgettext
 
 from ..models import HeldSubmission, OutboundEmail
 from ..phones import phone_display, phone_href
+from ..practice_time import practice_zone
 from ..selectors import resets_overdue
-from ..templatetags.email_fragments import FRAGMENTS
+from ..templatetags.email_fragments import FRAGMENTS, date_to_the_minute
 from ..working_hours import due_after
 
 # The digest lists the most overdue requests; its count covers them all.
@@ -80,7 +83,8 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
         if outbound.kind in (OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.REOPENED):
             # What these emails promise: RESET_SLA_HOURS of working time
             # from when the email is written (the due clock starts then).
-            context["reply_by"] = due_after()
+            context["reply_by"] = reply_by = due_after()
+            context["reply_by_text"] = reply_by_text(reply_by)
         elif outbound.kind == OutboundEmail.Kind.MESSAGE:
             context["message_text"] = message_as_sent(outbound)
         elif outbound.kind == OutboundEmail.Kind.STAFF_NEW_REQUEST:
@@ -105,6 +109,23 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
             }
         )
     return context
+
+
+def reply_by_text(reply_by: datetime) -> str:
+    """When the patient can expect their access reset, as their email writes
+    it: on the practice's clock, in the active language, to the minute. The
+    same text for every email of a minute, so the sentence it goes in is a
+    {% fixed %} stretch (email_fragments.py) like the practice's own."""
+    reply_by_format = pgettext(
+        "Date format: when the patient can expect their access reset, e.g. Tuesday, March 17, 1:00 PM",
+        "l, F j, g:i A",
+    )
+    return date_to_the_minute(timezone.localtime(reply_by, practice_zone()), reply_by_format)
+
+
+# The values of an email's context that are the same for every email of a
+# minute: {% fixed %} may read them, as it reads the practice's settings.
+SAME_FOR_A_MINUTE = frozenset({"reply_by_text"})
 
 
 def message_as_sent(outbound: OutboundEmail) -> str:

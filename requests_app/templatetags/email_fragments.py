@@ -95,9 +95,9 @@ def fixed(parser: Any, token: Any) -> FixedNode:
 
 
 def _practice_names() -> frozenset[str]:
-    from ..outbox.render import practice_context
+    from ..outbox.render import SAME_FOR_A_MINUTE, practice_context
 
-    return frozenset(practice_context())
+    return frozenset(practice_context()) | SAME_FOR_A_MINUTE
 
 
 def _names_read(node: Node) -> set[str]:
