@@ -9,8 +9,9 @@ Starts a Redis of its own (the broker: queueing publishes the ids there; no
 worker takes them), a fresh PostgreSQL database (BENCH_POSTGRES_URL,
 dropped after) and the benchmark's SMTP sink (bench/smtp_sink.py) as a
 subprocess, then, with the production settings (DEBUG off) as the worker
-has them, queues N acknowledgments in one transaction as `make bench` does
-(bench/jobs.py queue-emails) and sends them with email_send_many in batches
+has them, has N acknowledgments queued in one transaction as `make bench`
+does (bench/jobs.py queue-emails, a process of its own: only the sending is
+this process's work) and sends them with email_send_many in batches
 of EMAIL_BATCH_SIZE, the way the task does, after a first batch to warm up.
 Prints the wall and CPU time per email (this process; beside it the sink's
 and this process's PostgreSQL backend's CPU, from /proc), the SQL statements per email, and a breakdown by part. A tool
@@ -115,11 +116,9 @@ def run(args: argparse.Namespace, sink_pid: int, sink_log: Path) -> None:
 
     django.setup()
     from django.conf import settings
-    from django.core.management import call_command
-    from django.db import connection, transaction
+    from django.db import connection
 
-    from requests_app.models import OutboundEmail, ResetRequest
-    from requests_app.outbox.queue import email_queue_many
+    from requests_app.models import OutboundEmail
     from requests_app.outbox.send import email_send_many
 
     if args.keep_connection:
@@ -128,13 +127,16 @@ def run(args: argparse.Namespace, sink_pid: int, sink_log: Path) -> None:
         keeping_enable()
     batch = args.batch or settings.EMAIL_BATCH_SIZE
     total = args.emails + batch
-    call_command("seed_demo", requests=total, stdout=io.StringIO())
-    requests = list(ResetRequest.objects.order_by("pk")[:total])
-    with transaction.atomic():
-        rows = email_queue_many(
-            messages=[(request, OutboundEmail.Kind.ACKNOWLEDGMENT, request.email) for request in requests]
-        )
-    ids = [row.pk for row in rows]
+    # Seeded and queued by a process of its own, as `make bench` does: what
+    # this process does (and bench.instructions counts) is the sending alone.
+    queued = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "bench.jobs", "queue-emails", "--count", str(total)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ids = sorted(json.loads(queued.stdout.splitlines()[-1])["ids"])
     batches = [ids[i : i + batch] for i in range(0, len(ids), batch)]
 
     def send(email_ids: list[int]) -> None:
