@@ -4,7 +4,9 @@ language and settings — and every email still reads as if rendered on its own.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,9 +59,9 @@ def test_a_batch_s_emails_read_as_each_one_rendered_on_its_own(settings):
 def test_the_next_batch_takes_them_as_the_first_left_them():
     email_send_many(email_ids=[OutboundEmailFactory().pk])
     kept = kept_fragments()
-    assert kept
-    for key in kept:
-        kept[key] = "[as kept]"
+    assert list(kept) == ["en"]
+    for key in kept["en"]:
+        kept["en"][key] = "[as kept]"
 
     email_send_many(email_ids=[OutboundEmailFactory().pk])
 
@@ -108,19 +110,46 @@ def test_the_reply_by_text_is_the_date_filter_s_on_the_practice_s_clock(language
             assert reply_by_text(moment) == template.render({"moment": moment})
 
 
-def test_a_stretch_is_kept_per_language_and_per_value():
+def test_a_stretch_is_kept_per_value_in_its_language_s_store():
     template = from_string('{% fixed %}{% translate "Kind regards," %} {{ practice_name }}{% endfixed %}')
-    kept: dict[Any, str] = {}
+    kept: dict[str, dict[Any, str]] = {}
 
     def rendered(language: str, name: str) -> str:
+        # As build_message renders an email: in its language, with that language's store.
         with translation.override(language):
-            return str(template.render({"practice_name": name, "outbox_fragments": kept}))
+            return str(template.render({"practice_name": name, "outbox_fragments": kept.setdefault(language, {})}))
 
     assert rendered("es", "IFM") == "Saludos cordiales, IFM"
     assert rendered("en", "IFM") == "Kind regards, IFM"
     assert rendered("en", "Other") == "Kind regards, Other"
     assert rendered("es", "IFM") == "Saludos cordiales, IFM"
-    assert len(kept) == 3
+    assert {language: len(store) for language, store in kept.items()} == {"es": 1, "en": 2}
+
+
+def test_a_batch_in_two_languages_keeps_each_language_s_stretches_apart():
+    english, spanish = ResetRequestFactory(language="en"), ResetRequestFactory(language="es")
+    rows = [OutboundEmailFactory(reset=patient) for patient in (english, spanish, english, spanish)]
+
+    email_send_many(email_ids=[row.pk for row in rows])
+
+    texts = [everything(message) for message in mail.outbox]
+    assert [("Kind regards," in text, "Saludos cordiales," in text) for text in texts] == [
+        (True, False),
+        (False, True),
+        (True, False),
+        (False, True),
+    ]
+    assert set(kept_fragments()) == {"en", "es"}
+
+
+def test_no_email_template_switches_language():
+    # A kept stretch takes its language from the store it is given (the
+    # email's language), not from the active one: a template that switched
+    # language with {% language %} would get the other language's text.
+    templates = sorted((Path(__file__).resolve().parent.parent / "templates" / "emails").iterdir())
+    assert len(templates) > 20
+    for path in templates:
+        assert not re.search(r"{%-?\s*language\b", path.read_text()), path.name
 
 
 def test_without_a_batch_it_renders_every_time():

@@ -362,17 +362,20 @@ def _fast_headers(linesep: str) -> _Compat32FastHeaders:
     return _FAST_HEADERS.clone(linesep=linesep)
 
 
-def build_message(outbound: OutboundEmail, fragments: dict[Any, str] | None = None) -> EmailMultiAlternatives:
-    """The email for one outbox row. ``fragments``: a dict kept for one
-    batch, where the templates' {% fixed %} stretches (the same for every
-    email of the batch in a language) are rendered once (email_fragments.py)."""
+def build_message(
+    outbound: OutboundEmail, fragments: dict[str, dict[Any, str]] | None = None
+) -> EmailMultiAlternatives:
+    """The email for one outbox row. ``fragments``: the process's store of
+    the templates' {% fixed %} stretches, a store per language
+    (email_fragments.kept_fragments), where each stretch (the same for every
+    email in a language) is rendered once."""
     # The worker has no request to take a language from: each email says
     # which one it is written in.
     language = email_language(outbound)
     with translation.override(language):
         context = email_context(outbound)  # in the email's language too (the reason's label)
         if fragments is not None:
-            context[FRAGMENTS] = fragments
+            context[FRAGMENTS] = fragments.setdefault(language, {})
         subject, text, html = render(outbound.kind, context)
     message = OutboxMessage(
         subject=subject,

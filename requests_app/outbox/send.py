@@ -217,7 +217,9 @@ def _release(email_ids: Sequence[int]) -> None:
     email_publish(email_ids=email_ids)
 
 
-def send_claimed(outbound: OutboundEmail, connection: Any, fragments: dict[Any, str] | None = None) -> SendResult:
+def send_claimed(
+    outbound: OutboundEmail, connection: Any, fragments: dict[str, dict[Any, str]] | None = None
+) -> SendResult:
     """Send one row this worker claimed and mark it sent, or hand the
     failure to _failed."""
     try:

@@ -7,18 +7,24 @@ name, phone and address): rendered once per process and language, the
 emails after it take it as it came out the first time, instead of
 looking up a dozen translations again (about half of the templates' cost).
 The outbox's sender hands every batch this process's store of them
-(``kept_fragments``, in the ``outbox_fragments`` context variable): a
-submission's task is one acknowledgment and one staff notice, so a store per
-batch would render every stretch again for each. Without one (a preview, a
-test that builds one message) the stretch is rendered every time.
+(``kept_fragments``): a submission's task is one acknowledgment and one
+staff notice, so a store per batch would render every stretch again for
+each. The store holds one store per language; an email is rendered with the
+one of its language (the language it is written in, outbox/render.py's
+build_message) in the ``outbox_fragments`` context variable, so a stretch
+does not ask which language is active (asking costs more than a TextNode's
+rendering, a dozen times per email). Hence an email template does not
+switch language with ``{% language %}`` (tests/test_email_fragments.py
+checks). Without a store (a preview, a test that builds one message) the
+stretch is rendered every time.
 
 What may be inside is checked when the template is read: text, variables,
 ``translate`` and ``blocktranslate`` (without ``as``, ``count`` or
 ``plural``), every variable one of practice_context's. Anything else (an
 ``if``, an ``include``, a block, the patient's name, a date) is a template
 error, so a patient's own details cannot end up in another patient's email.
-The key of a kept stretch also holds the language, the autoescaping and the
-values of the variables it reads.
+The key of a kept stretch also holds the autoescaping and the values of the
+variables it reads.
 
 ``date_to_the_minute``: Django's ``date`` filter, remembered for a format
 that shows nothing finer than minutes — the reply-by time every email of a
@@ -44,18 +50,19 @@ register = template.Library()
 # The context variable holding the kept stretches (a dict).
 FRAGMENTS = "outbox_fragments"
 
-# This process's kept stretches. Each key holds everything its text depends
-# on (the node, the language, the autoescaping, the settings' values), so an
-# entry stays right as long as the process runs; there are a few dozen (each
-# stretch of each kind, per language), and the store is emptied should
+# This process's kept stretches, per language. Each key holds everything else
+# its text depends on (the node, the autoescaping, the settings' values), so
+# an entry stays right as long as the process runs; there are a few dozen
+# (each stretch of each kind, per language), and the store is emptied should
 # template reloads or changing settings ever take it past this.
 KEPT_MAX = 1000
-_kept: dict[Any, str] = {}
+_kept: dict[str, dict[Any, str]] = {}
 
 
-def kept_fragments() -> dict[Any, str]:
-    """The store of this process's kept stretches, for the outbox's batches."""
-    if len(_kept) > KEPT_MAX:
+def kept_fragments() -> dict[str, dict[Any, str]]:
+    """The store of this process's kept stretches, for the outbox's batches:
+    a store per language."""
+    if sum(len(kept) for kept in _kept.values()) > KEPT_MAX:
         _kept.clear()
     return _kept
 
@@ -69,7 +76,8 @@ class FixedNode(Node):
         kept = context.get(FRAGMENTS)
         if kept is None:
             return str(self.nodelist.render(context))
-        key = (self, translation.get_language(), context.autoescape, tuple(context.get(name) for name in self.names))
+        # The store is the language's own (build_message).
+        key = (self, context.autoescape, tuple(context.get(name) for name in self.names))
         text: str | None = kept.get(key)
         if text is None:
             text = kept[key] = self.nodelist.render(context)  # safe, as NodeList renders it
