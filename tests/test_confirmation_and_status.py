@@ -204,3 +204,19 @@ def test_it_gives_each_request_its_own_unguessable_token(db):
     assert len(tokens) == 20
     # At least 128 bits: 22 or more characters of URL-safe base64.
     assert all(len(secret) >= 22 for secret in tokens)
+
+
+@pytest.mark.parametrize("prefix", ["/", "/portal T0K3N/", "/Tenant/"])
+@pytest.mark.parametrize("token", ["K7QM3XTDab_c-9", "K7QM3XTD", "K7QM3XTD!é", "ab%2F"])
+def test_a_status_link_is_the_path_django_reverses(prefix, token):
+    # ResetRequest.get_status_url writes the path around the token once per
+    # script prefix; a token with other characters goes through reverse.
+    from django.urls import reverse, set_script_prefix
+
+    from requests_app.models.reset_request import status_path
+
+    set_script_prefix(prefix)
+    try:
+        assert status_path(token) == reverse("requests_app:status", kwargs={"token": token})
+    finally:
+        set_script_prefix("/")

@@ -3,12 +3,14 @@ members who share the patient's login."""
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.translation import gettext_lazy as _
 
 from ..references import new_status_secret
@@ -271,7 +273,7 @@ class ResetRequest(models.Model):
         return self.reference.replace("-", "") + self.status_secret
 
     def get_status_url(self) -> str:
-        return reverse("requests_app:status", kwargs={"token": self.status_token})
+        return status_path(self.status_token)
 
     @property
     def patient_name(self) -> str:
@@ -296,3 +298,26 @@ class FamilyMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+# What reverse writes as it is in a path: a status token's characters (the
+# reference's and token_urlsafe's).
+_AS_IT_IS = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def status_path(token: str) -> str:
+    """``reverse("requests_app:status", kwargs={"token": token})``, the same
+    path, reversed once per script prefix and URL conf rather than for each
+    link: every email carries one, and reversing cost more than the rest of
+    the email's context."""
+    if not _AS_IT_IS.fullmatch(token):
+        return reverse("requests_app:status", kwargs={"token": token})
+    before, after = _status_path_around(get_script_prefix(), get_urlconf())
+    return before + token + after
+
+
+@functools.lru_cache(maxsize=16)
+def _status_path_around(script_prefix: str, urlconf: str | None) -> tuple[str, str]:
+    # The arguments are the key: reverse reads both where they are set.
+    before, _, after = reverse("requests_app:status", kwargs={"token": "T0K3N"}).rpartition("T0K3N")
+    return before, after
