@@ -32,8 +32,9 @@ from ..models import HeldSubmission, OutboundEmail
 from ..phones import phone_display, phone_href
 from ..practice_time import practice_zone
 from ..selectors import resets_overdue
-from ..templatetags.email_fragments import FRAGMENTS, date_to_the_minute
+from ..templatetags.email_fragments import FRAGMENTS, Kept, date_to_the_minute
 from ..working_hours import due_after
+from . import filled_in
 
 # The digest lists the most overdue requests; its count covers them all.
 DIGEST_MAX_LISTED = 200
@@ -83,8 +84,7 @@ def email_context(outbound: OutboundEmail) -> dict[str, Any]:
         if outbound.kind in (OutboundEmail.Kind.ACKNOWLEDGMENT, OutboundEmail.Kind.REOPENED):
             # What these emails promise: RESET_SLA_HOURS of working time
             # from when the email is written (the due clock starts then).
-            context["reply_by"] = reply_by = due_after()
-            context["reply_by_text"] = reply_by_text(reply_by)
+            context["reply_by_text"] = reply_by_text(due_after())
         elif outbound.kind == OutboundEmail.Kind.MESSAGE:
             context["message_text"] = message_as_sent(outbound)
         elif outbound.kind == OutboundEmail.Kind.STAFF_NEW_REQUEST:
@@ -362,9 +362,29 @@ def _fast_headers(linesep: str) -> _Compat32FastHeaders:
     return _FAST_HEADERS.clone(linesep=linesep)
 
 
-def build_message(
-    outbound: OutboundEmail, fragments: dict[str, dict[Any, str]] | None = None
-) -> EmailMultiAlternatives:
+def _render_kept(kind: str, context: dict[str, Any], kept: dict[Any, Any]) -> tuple[str, str, str]:
+    """render(), with ``kept`` (the email's language's store): the {% fixed %}
+    stretches from it, and a patient email that qualifies (filled_in.py)
+    from its kind's kept rendering, with its own values filled in."""
+    found = filled_in.key_and_marked(kind, context, _shared_names())
+    if found is not None:
+        key, marked = found
+        if key not in kept:
+            cut = [filled_in.pieces(part) for part in render(kind, {**marked, FRAGMENTS: kept})]
+            # None: it could not be cut (a setting holds a mark's characters).
+            kept[key] = None if None in cut else cut
+        if kept[key] is not None:
+            subject, text, html = (filled_in.filled(part, context) for part in kept[key])
+            return " ".join(subject.split()), text, html
+    return render(kind, {**context, FRAGMENTS: kept})
+
+
+@functools.cache
+def _shared_names() -> frozenset[str]:
+    return frozenset(practice_context()) | SAME_FOR_A_MINUTE
+
+
+def build_message(outbound: OutboundEmail, fragments: Kept | None = None) -> EmailMultiAlternatives:
     """The email for one outbox row. ``fragments``: the process's store of
     the templates' {% fixed %} stretches, a store per language
     (email_fragments.kept_fragments), where each stretch (the same for every
@@ -374,9 +394,10 @@ def build_message(
     language = email_language(outbound)
     with translation.override(language):
         context = email_context(outbound)  # in the email's language too (the reason's label)
-        if fragments is not None:
-            context[FRAGMENTS] = fragments.setdefault(language, {})
-        subject, text, html = render(outbound.kind, context)
+        if fragments is None:
+            subject, text, html = render(outbound.kind, context)
+        else:
+            subject, text, html = _render_kept(outbound.kind, context, fragments.setdefault(language, {}))
     message = OutboxMessage(
         subject=subject,
         body=text,

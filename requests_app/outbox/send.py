@@ -26,7 +26,7 @@ from django.utils import timezone
 from ..db import prepared_statement_cursor
 from ..delivery_feedback import sent_message_id
 from ..models import OutboundEmail, RequestEvent, ResetRequest
-from ..templatetags.email_fragments import kept_fragments
+from ..templatetags.email_fragments import Kept, kept_fragments
 from . import kept_connection, render
 from .backends import DJANGO_SMTP_BACKEND, OUTBOX_SMTP_BACKEND
 from .kept_connection import close_quietly
@@ -217,9 +217,7 @@ def _release(email_ids: Sequence[int]) -> None:
     email_publish(email_ids=email_ids)
 
 
-def send_claimed(
-    outbound: OutboundEmail, connection: Any, fragments: dict[str, dict[Any, str]] | None = None
-) -> SendResult:
+def send_claimed(outbound: OutboundEmail, connection: Any, fragments: Kept | None = None) -> SendResult:
     """Send one row this worker claimed and mark it sent, or hand the
     failure to _failed."""
     try:

@@ -1,6 +1,7 @@
 """``{% fixed %}…{% endfixed %}``: a stretch of an email template that is the
 same for every email in one language — it reads nothing but the practice's
-settings (outbox/render.py, practice_context).
+settings (outbox/render.py, practice_context) and the reply-by time of the
+minute (render.SAME_FOR_A_MINUTE).
 
 Most of an email is such text (the translated paragraphs, the practice's
 name, phone and address): rendered once per process and language, the
@@ -20,7 +21,8 @@ stretch is rendered every time.
 
 What may be inside is checked when the template is read: text, variables,
 ``translate`` and ``blocktranslate`` (without ``as``, ``count`` or
-``plural``), every variable one of practice_context's. Anything else (an
+``plural``), every variable one of practice_context's or the reply-by
+time. Anything else (an
 ``if``, an ``include``, a block, the patient's name, a date) is a template
 error, so a patient's own details cannot end up in another patient's email.
 The key of a kept stretch also holds the autoescaping and the values of the
@@ -28,7 +30,7 @@ variables it reads.
 
 ``date_to_the_minute``: Django's ``date`` filter, remembered for a format
 that shows nothing finer than minutes — the reply-by time every email of a
-batch gives, the same text within a minute (a tenth of a millisecond a time
+minute gives (render.reply_by_text), the same text within a minute (a tenth of a millisecond a time
 for the time zone, the format and the month's and day's names).
 """
 
@@ -56,10 +58,13 @@ FRAGMENTS = "outbox_fragments"
 # (each stretch of each kind, per language), and the store is emptied should
 # template reloads or changing settings ever take it past this.
 KEPT_MAX = 1000
-_kept: dict[str, dict[Any, str]] = {}
+# Per language: a stretch's text by its key, and (outbox/filled_in.py) a
+# patient email's kept rendering by its kind's key.
+Kept = dict[str, dict[Any, Any]]
+_kept: Kept = {}
 
 
-def kept_fragments() -> dict[str, dict[Any, str]]:
+def kept_fragments() -> Kept:
     """The store of this process's kept stretches, for the outbox's batches:
     a store per language."""
     if sum(len(kept) for kept in _kept.values()) > KEPT_MAX:
