@@ -4,6 +4,7 @@ permanent ones."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -78,9 +79,10 @@ def email_send_many(*, email_ids: Sequence[int]) -> dict[int, SendResult]:
     fragments = kept_fragments()
     deadline = timezone.now() + timedelta(seconds=settings.EMAIL_BATCH_SECONDS)
     try:
-        while unsent and timezone.now() < deadline and lease.may_start_another():
-            results[unsent[0]] = send_claimed(claimed[unsent[0]], connection, fragments)
-            lease.done(unsent.pop(0))
+        with _mark_sent_cursor() as cursor:
+            while unsent and timezone.now() < deadline and lease.may_start_another():
+                results[unsent[0]] = send_claimed(claimed[unsent[0]], connection, fragments, cursor)
+                lease.done(unsent.pop(0))
     finally:
         # Every row sent on this connection says so by now: only now is it
         # handed to the next batch, or QUIT. A worker that dies while it
@@ -217,9 +219,12 @@ def _release(email_ids: Sequence[int]) -> None:
     email_publish(email_ids=email_ids)
 
 
-def send_claimed(outbound: OutboundEmail, connection: Any, fragments: Kept | None = None) -> SendResult:
-    """Send one row this worker claimed and mark it sent, or hand the
-    failure to _failed."""
+def send_claimed(
+    outbound: OutboundEmail, connection: Any, fragments: Kept | None = None, cursor: Any = None
+) -> SendResult:
+    """Send one row this worker claimed and mark it sent (with ``cursor``,
+    the batch's _mark_sent_cursor, if given), or hand the failure to
+    _failed."""
     try:
         message = render.build_message(outbound, fragments)
         message.connection = connection
@@ -233,12 +238,19 @@ def send_claimed(outbound: OutboundEmail, connection: Any, fragments: Kept | Non
         close_quietly(connection)
         return _failed(outbound, exc)
 
-    _mark_sent(outbound, sent_at=timezone.now(), provider_message_id=sent_message_id(message))
+    _mark_sent(outbound, sent_at=timezone.now(), cursor=cursor, provider_message_id=sent_message_id(message))
     logger.info("email sent id=%s kind=%s attempts=%s", outbound.pk, outbound.kind, outbound.attempts)
     return SendResult(state=OutboundEmail.State.SENT)
 
 
-def _mark_sent(outbound: OutboundEmail, *, sent_at: datetime, **columns: Any) -> None:
+def _mark_sent_cursor() -> Any:
+    """The cursor a batch marks its rows sent with, on PostgreSQL: one for
+    the batch (a cursor per email cost as much as a tenth of its sending);
+    elsewhere none (_mark_sent uses the ORM)."""
+    return prepared_statement_cursor() if db_connection.vendor == "postgresql" else contextlib.nullcontext()
+
+
+def _mark_sent(outbound: OutboundEmail, *, sent_at: datetime, cursor: Any = None, **columns: Any) -> None:
     """The one place a sent row is marked: ``sent``, its error cleared, any
     other ``columns`` of the row set (as the backend reported the message),
     and an EMAIL_SENT event (no actor: the system) on its request's
@@ -256,18 +268,19 @@ def _mark_sent(outbound: OutboundEmail, *, sent_at: datetime, **columns: Any) ->
                 RequestEvent.objects.record(outbound.reset, RequestEvent.Kind.EMAIL_SENT, message=event, at=sent_at)
         return
     fields, sql = _mark_sent_statement(tuple(values))
-    with prepared_statement_cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                *(field.get_db_prep_save(values[field.name], db_connection) for field in fields),
-                outbound.pk,
-                OutboundEmail.State.SENDING,
-                RequestEvent.Kind.EMAIL_SENT,
-                event,
-                sent_at,
-            ],
-        )
+    params = [
+        *(field.get_db_prep_save(values[field.name], db_connection) for field in fields),
+        outbound.pk,
+        OutboundEmail.State.SENDING,
+        RequestEvent.Kind.EMAIL_SENT,
+        event,
+        sent_at,
+    ]
+    if cursor is not None:
+        cursor.execute(sql, params)
+        return
+    with prepared_statement_cursor() as own_cursor:
+        own_cursor.execute(sql, params)
 
 
 @functools.lru_cache(maxsize=8)
