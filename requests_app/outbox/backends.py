@@ -95,7 +95,7 @@ class OutboxSMTPBackend(DjangoSMTPBackend):
     errors) sending each message as Django's does, with four costs of a
     batch taken out: the sender is sanitized once per connection instead of
     once per message, a plain recipient is not parsed (envelope_address),
-    nor the envelope parsed again for its commands (_EnvelopeCommands),
+    nor the envelope parsed again for its commands (EnvelopeSMTP),
     and an outbox message is written by its own writer (message_bytes). It
     counts the messages sent on its connection (messages_sent), which a
     worker keeps from one batch to the next (kept_connection.py)."""

@@ -366,7 +366,7 @@ def _render_kept(kind: str, context: dict[str, Any], kept: dict[Any, Any]) -> tu
     """render(), with ``kept`` (the email's language's store): the {% fixed %}
     stretches from it, and a patient email that qualifies (filled_in.py)
     from its kind's kept rendering, with its own values filled in."""
-    found = filled_in.key_and_marked(kind, context, _shared_names())
+    found = filled_in.key_and_marked(kind, context, shared_names())
     if found is not None:
         key, marked = found
         if key not in kept:
@@ -380,7 +380,11 @@ def _render_kept(kind: str, context: dict[str, Any], kept: dict[Any, Any]) -> tu
 
 
 @functools.cache
-def _shared_names() -> frozenset[str]:
+def shared_names() -> frozenset[str]:
+    """The names of an email's context that many emails share, the same
+    for every email of a language in a minute: the practice's settings and
+    SAME_FOR_A_MINUTE. What a {% fixed %} stretch may read, and what a
+    patient email's kept rendering is keyed on (filled_in.py)."""
     return frozenset(practice_context()) | SAME_FOR_A_MINUTE
 
 

@@ -21,17 +21,18 @@ stretch is rendered every time.
 
 What may be inside is checked when the template is read: text, variables,
 ``translate`` and ``blocktranslate`` (without ``as``, ``count`` or
-``plural``), every variable one of practice_context's or the reply-by
-time. Anything else (an
-``if``, an ``include``, a block, the patient's name, a date) is a template
-error, so a patient's own details cannot end up in another patient's email.
+``plural``), every variable one of practice_context's or the reply-by time.
+Anything else (an ``if``, an ``include``, a block, the patient's name, a
+date) is a template error, so a patient's own details cannot end up in
+another patient's email.
 The key of a kept stretch also holds the autoescaping and the values of the
 variables it reads.
 
 ``date_to_the_minute``: Django's ``date`` filter, remembered for a format
 that shows nothing finer than minutes — the reply-by time every email of a
-minute gives (render.reply_by_text), the same text within a minute (a tenth of a millisecond a time
-for the time zone, the format and the month's and day's names).
+minute gives (render.reply_by_text), the same text within a minute (a
+tenth of a millisecond a time for the time zone, the format and the month's
+and day's names).
 """
 
 from __future__ import annotations
@@ -108,9 +109,9 @@ def fixed(parser: Any, token: Any) -> FixedNode:
 
 
 def _practice_names() -> frozenset[str]:
-    from ..outbox.render import SAME_FOR_A_MINUTE, practice_context
+    from ..outbox.render import shared_names
 
-    return frozenset(practice_context()) | SAME_FOR_A_MINUTE
+    return shared_names()
 
 
 def _names_read(node: Node) -> set[str]:
