@@ -36,7 +36,7 @@ from django.template.loader_tags import BlockNode, ExtendsNode, IncludeNode
 from django.templatetags.i18n import BlockTranslateNode, GetCurrentLanguageNode, TranslateNode
 from django.utils.html import conditional_escape
 
-from ..templatetags.email_fragments import FixedNode
+from ..templatetags.email_fragments import FixedNode, expression_names
 
 # An email's own values, filled in for each email.
 FILLED_IN = ("first_name", "reference", "status_url")
@@ -100,7 +100,18 @@ def _template_named(expression: Any) -> Template:
     return get_template(name).template  # type: ignore[attr-defined]
 
 
-_QUIET = (TextNode, LoadNode, CommentNode, GetCurrentLanguageNode, BlockNode, AutoEscapeControlNode, FixedNode)
+# Nodes that read no variable of their own (what they hold or extend is
+# walked on its own, _nodes).
+_QUIET = (
+    TextNode,
+    LoadNode,
+    CommentNode,
+    GetCurrentLanguageNode,
+    BlockNode,
+    ExtendsNode,
+    AutoEscapeControlNode,
+    FixedNode,
+)
 
 
 def _check(node: Node) -> None:
@@ -128,9 +139,8 @@ def _check(node: Node) -> None:
         for condition, _branch in node.conditions_nodelists:
             if not (isinstance(condition, TemplateLiteral) and _plain(condition.value)):
                 _refuse_condition(condition)
-    elif isinstance(node, ExtendsNode | IncludeNode):
-        if isinstance(node, IncludeNode):
-            _refuse_mentions(*node.extra_context.values())
+    elif isinstance(node, IncludeNode):
+        _refuse_mentions(*node.extra_context.values())
     else:
         raise _Unknown
 
@@ -150,14 +160,7 @@ def _plain(expression: Any) -> bool:
 
 def _refuse_mentions(*expressions: Any) -> None:
     for expression in expressions:
-        if not isinstance(expression, FilterExpression):
-            continue
-        names = []
-        if isinstance(expression.var, Variable) and expression.var.lookups:
-            names.append(expression.var.lookups[0])
-        for _function, arguments in expression.filters:
-            names += [argument.lookups[0] for is_lookup, argument in arguments if is_lookup and argument.lookups]
-        if set(names) & set(FILLED_IN):
+        if isinstance(expression, FilterExpression) and expression_names(expression) & set(FILLED_IN):
             raise _Unknown
 
 

@@ -120,30 +120,32 @@ def _names_read(node: Node) -> set[str]:
     if isinstance(node, TextNode):
         return set()
     if isinstance(node, VariableNode):
-        return _expression_names(node.filter_expression)
+        return expression_names(node.filter_expression)
     if isinstance(node, TranslateNode) and node.asvar is None:
-        names = _expression_names(node.filter_expression)
+        names = expression_names(node.filter_expression)
         if node.message_context is not None:
-            names |= _expression_names(node.message_context)
+            names |= expression_names(node.message_context)
         return names
     if isinstance(node, BlockTranslateNode) and not (node.asvar or node.countervar or node.plural):
         names = set()
         for expression in node.extra_context.values():
-            names |= _expression_names(expression)
+            names |= expression_names(expression)
         names |= {
             token.contents
             for token in node.singular
             if token.token_type == TokenType.VAR and token.contents not in node.extra_context
         }
         if node.message_context is not None:
-            names |= _expression_names(node.message_context)
+            names |= expression_names(node.message_context)
         return names
     raise template.TemplateSyntaxError(
         f"{{% fixed %}} takes text, variables and translations only, not {type(node).__name__}."
     )
 
 
-def _expression_names(expression: FilterExpression) -> set[str]:
+def expression_names(expression: FilterExpression) -> set[str]:
+    """The context variables ``expression`` reads: its variable's and its
+    filters' arguments' (the first name of each lookup)."""
     names = set()
     if isinstance(expression.var, Variable) and expression.var.lookups:
         names.add(expression.var.lookups[0])
